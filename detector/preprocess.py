@@ -1,0 +1,58 @@
+"""Letterbox OpenCV frames into a model batch, the way Ultralytics' predictor does.
+
+Each frame is scaled to fit ``imgsz`` keeping its aspect ratio (side lengths rounded), then padded
+with grey 114, centred. Dynamic backends (PyTorch, dynamic exports) get the smallest stride-aligned
+rectangle instead of the full square when every frame in the batch has the same shape; static exports
+always get the fixed size they were exported at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+PAD_VALUE = 114
+
+
+def letterbox_shape(
+    frame_hw: tuple[int, int], imgsz: tuple[int, int], stride: int, auto: bool
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Resized size ``(w, h)`` and padding ``(top, bottom, left, right)`` for one frame."""
+    h, w = frame_hw
+    r = min(imgsz[0] / h, imgsz[1] / w)
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = imgsz[1] - new_w, imgsz[0] - new_h
+    if auto:  # smallest rectangle the model's stride allows
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
+    return (new_w, new_h), (round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1))
+
+
+def preprocess(
+    frames: Sequence[np.ndarray], imgsz: tuple[int, int], stride: int = 32, auto: bool = False
+) -> torch.Tensor:
+    """BGR uint8 frames of any sizes -> RGB float batch ``[B, 3, H, W]`` in [0, 1], letterboxed."""
+    auto = auto and len({f.shape for f in frames}) == 1  # one batch needs one shape
+    (w, h), (top, bottom, left, right) = letterbox_shape(frames[0].shape[:2], imgsz, stride, auto)
+    batch = torch.full((len(frames), 3, h + top + bottom, w + left + right), float(PAD_VALUE)).div_(255)
+    for i, frame in enumerate(frames):  # only the resized picture is converted; the padding is set once
+        (w, h), (top, _, left, _) = letterbox_shape(frame.shape[:2], imgsz, stride, auto)
+        if frame.shape[:2] != (h, w):
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+        rgb = torch.from_numpy(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)  # [3, h, w] uint8
+        batch[i, :, top : top + h, left : left + w] = rgb.float().div_(255)
+    return batch
+
+
+def scale_boxes(boxes: torch.Tensor, input_hw: tuple[int, int], frame_hw: tuple[int, int]) -> torch.Tensor:
+    """Boxes ``[N, 4]`` xyxy in letterboxed-input pixels -> frame pixels, clipped to the frame."""
+    (new_w, new_h), (top, _, left, _) = letterbox_shape(frame_hw, input_hw, stride=1, auto=False)
+    # input_hw is already the padded size, so auto=False reproduces the exact resize and offsets
+    gain = boxes.new_tensor([new_w / frame_hw[1], new_h / frame_hw[0]]).repeat(2)  # [4] gx gy gx gy
+    pad = boxes.new_tensor([left, top]).repeat(2)  # [4]
+    out = (boxes - pad) / gain
+    limit = boxes.new_tensor([frame_hw[1], frame_hw[0]]).repeat(2)
+    return torch.minimum(out.clamp_(min=0), limit)

@@ -1,0 +1,147 @@
+"""`detector video`: every frame of a file through the detector, into an annotated video and JSON lines.
+
+Three stages overlap: a thread decodes ahead (sources.VideoFile), the calling thread runs the model,
+and a thread draws, encodes and writes. Ctrl-C or an error stops the model; frames already detected
+are still written, then both files are closed, so they play and parse up to the last processed frame.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from detector.detections import Detections
+from detector.pipeline import Detector
+from detector.render import draw_detections
+from detector.sinks import JsonlSink, VideoSink
+from detector.sources import Frame, VideoFile
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+@dataclass
+class VideoSummary:
+    frames: int = 0
+    seconds: float = 0.0
+    failed_frames: int = 0
+    per_class: Counter = field(default_factory=Counter)
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        classes = ", ".join(f"{name} {n}" for name, n in self.per_class.most_common()) or "none"
+        out = [f"frames: {self.frames} in {self.seconds:.1f} s ({self.fps:.1f} frames/s)", f"detections: {classes}"]
+        if self.failed_frames:
+            out.append(f"warning: {self.failed_frames} frame(s) could not be decoded and were skipped")
+        if self.interrupted:
+            out.append("interrupted: outputs hold every frame processed before the stop")
+        return out
+
+
+def _ahead(items: Iterable[T], fn: Callable[[T], U], depth: int = 4) -> Iterator[U]:
+    """``map(fn, items)`` computed up to ``depth`` items ahead in a thread, in order."""
+    done = object()
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                results.put(fn(item))
+        except BaseException as e:  # re-raised in the consumer
+            results.put(_Failure(e))
+        results.put(done)
+
+    threading.Thread(target=work, name="prepare", daemon=True).start()
+    try:
+        while (result := results.get()) is not done:
+            if isinstance(result, _Failure):
+                raise result.error
+            yield result
+    finally:
+        stop.set()
+        while not results.empty():  # unblock the worker so it can see the stop
+            results.get_nowait()
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+class _Writer(threading.Thread):
+    """Draws and writes (frame, detections) pairs in order, off the model's thread."""
+
+    def __init__(self, video: VideoSink | None, jsonl: JsonlSink | None) -> None:
+        super().__init__(name="write", daemon=True)
+        self.video, self.jsonl = video, jsonl
+        self.inbox: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(maxsize=16)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while (item := self.inbox.get()) is not None:
+            if self.error is not None:
+                continue  # keep draining so the producer never blocks
+            frame, dets = item
+            try:
+                if self.jsonl is not None:
+                    self.jsonl.write({"frame": frame.index, "time_s": round(frame.time_s, 4), **dets.to_dict()})
+                if self.video is not None:
+                    self.video.write(draw_detections(frame.image, dets))
+            except BaseException as e:  # surfaced in the model's thread
+                self.error = e
+
+
+def run_video(
+    detector: Detector, path: str | Path, out: Path | None, jsonl: Path | None, progress: bool = True
+) -> VideoSummary:
+    source = VideoFile(path)
+    summary = VideoSummary()
+    video_sink = jsonl_sink = None
+    try:
+        video_sink = VideoSink(out, source.fps, source.size) if out else None
+        jsonl_sink = JsonlSink(jsonl) if jsonl else None
+        writer = _Writer(video_sink, jsonl_sink)
+        writer.start()
+        start = time.perf_counter()
+        bar = tqdm(total=source.expected or None, unit="frame", disable=not progress, desc=source.path.name)
+        try:
+            # decode (thread) -> letterbox (thread) -> model (here) -> draw and write (thread)
+            for frame, x in _ahead(source, lambda f: (f, detector.preprocess([f.image]))):
+                dets = detector.postprocess(detector.backend(x), tuple(x.shape[2:]), [frame.image])[0]
+                writer.inbox.put((frame, dets))
+                if writer.error is not None:
+                    raise writer.error
+                summary.per_class.update(dets.class_name)
+                summary.frames += 1
+                bar.update()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            bar.close()
+            writer.inbox.put(None)  # the writer finishes what is queued, then stops
+            writer.join()
+            summary.seconds = time.perf_counter() - start
+        if writer.error is not None:
+            raise writer.error
+        summary.failed_frames = source.failed
+    finally:
+        source.close()
+        for sink in (video_sink, jsonl_sink):
+            if sink is not None:
+                sink.close()
+    return summary

@@ -1,0 +1,93 @@
+"""Shared test fixtures: real images shipped with Ultralytics, the shared real data, random-init models."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+os.environ["YOLO_OFFLINE"] = "1"  # tests never download
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+VIDEOS = sorted((SHARED / "videos").glob("*.mp4")) if SHARED.exists() else []
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"shared real data not found at {SHARED}")
+
+
+def ultralytics_asset(name: str) -> Path:
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets" / name
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to open an internet socket fails the test (loopback stays allowed)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in {"localhost", "::1"} or "/" in host):
+            raise AssertionError(f"test tried to reach the network: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(AssertionError(f"DNS lookup {a[0]}")))
+
+
+@pytest.fixture(scope="session")
+def bus() -> np.ndarray:
+    return cv2.imread(str(ultralytics_asset("bus.jpg")))
+
+
+@pytest.fixture(scope="session")
+def zidane() -> np.ndarray:
+    return cv2.imread(str(ultralytics_asset("zidane.jpg")))
+
+
+def random_video_frames(count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Frames at fresh random positions of the shared real videos."""
+    frames = []
+    for video in VIDEOS:
+        cap = cv2.VideoCapture(str(video))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        for index in sorted(rng.choice(total, size=count, replace=False)):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+            ok, frame = cap.read()
+            assert ok, f"{video} frame {index}"
+            frames.append(frame)
+        cap.release()
+    return frames
+
+
+def class_heads(model: torch.nn.Module) -> list[torch.nn.Conv2d]:
+    head = model.model[-1]
+    branches = list(head.cv3) + list(getattr(head, "one2one_cv3", None) or [])
+    return [seq[-1] for seq in branches]
+
+
+def wake_random_model(model: torch.nn.Module, image: np.ndarray, conf: float, candidates: int = 150) -> None:
+    """Shift a random-init model's class biases so that about `candidates` anchors pass `conf` on `image`.
+
+    Fresh models score every class near sigmoid(-9): no boxes at any usual threshold, and a parity test
+    over zero boxes proves nothing.
+    """
+    from detector.preprocess import preprocess
+
+    model.eval()
+    x = preprocess([image], (640, 640), 32, auto=True)
+    with torch.no_grad():
+        out = model(x)
+    raw = out[0] if isinstance(out, (list, tuple)) else out  # [1, 4 + nc, A]
+    best = raw[0, 4:].amax(0)  # [A]
+    logits = torch.logit(best.double().clamp(1e-12, 1 - 1e-12))
+    threshold_logit = math.log(conf / (1 - conf))
+    delta = threshold_logit - logits.topk(candidates).values[-1].item() + 1e-3
+    for conv in class_heads(model):
+        conv.bias.data += delta
