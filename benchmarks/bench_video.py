@@ -34,8 +34,9 @@ def measure_ours(weights: str, video: str, imgsz: int) -> dict:
 
 
 def measure_ultralytics(weights: str, video: str, imgsz: int) -> dict:
-    from detector import offline  # noqa: F401  (same quiet, offline Ultralytics)
     from ultralytics import YOLO
+
+    from detector import environment  # noqa: F401  (same quiet, offline Ultralytics)
 
     model = YOLO(weights, task="detect")
     start, frames = time.perf_counter(), 0
@@ -63,7 +64,10 @@ def measure_bare(weights: str, video: str, imgsz: int, frames: int = 100) -> dic
 def run_in_process(kind: str, weights: str, video: str, imgsz: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--measure", kind, "--weights", weights, "--imgsz", str(imgsz), "--videos", video],
-        capture_output=True, text=True, check=True, env={**os.environ, "YOLO_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "YOLO_OFFLINE": "1"},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -81,15 +85,19 @@ def main() -> None:
         fn = {"ours": measure_ours, "ultralytics": measure_ultralytics, "bare": measure_bare}[args.measure]
         print(json.dumps(fn(args.weights, args.videos[0], args.imgsz)))
         return
-    print(f"# detector video vs YOLO.predict(stream=True); {platform.machine()}, {os.cpu_count()} CPUs; "
-          f"weights {Path(args.weights).name}; imgsz {args.imgsz}")
+    print(
+        f"# detector video vs YOLO.predict(stream=True); {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"weights {Path(args.weights).name}; imgsz {args.imgsz}"
+    )
     print("| video | frames | bare forward fps | ultralytics fps | ours fps | ours / ultralytics | ours / bare |")
     print("|---|---|---|---|---|---|---|")
     for video in args.videos:
         r = {k: run_in_process(k, args.weights, video, args.imgsz) for k in ("bare", "ultralytics", "ours")}
         fps = {k: v["frames"] / v["seconds"] for k, v in r.items()}
-        print(f"| {Path(video).name} | {r['ours']['frames']} | {fps['bare']:.1f} | {fps['ultralytics']:.1f} | "
-              f"{fps['ours']:.1f} | {fps['ours'] / fps['ultralytics']:.2f}x | {fps['ours'] / fps['bare']:.2f}x |")
+        print(
+            f"| {Path(video).name} | {r['ours']['frames']} | {fps['bare']:.1f} | {fps['ultralytics']:.1f} | "
+            f"{fps['ours']:.1f} | {fps['ours'] / fps['ultralytics']:.2f}x | {fps['ours'] / fps['bare']:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Public API::
     people = dets[dets.class_id == 0]
 """
 
-from detector import offline  # noqa: F401  (must run before anything imports ultralytics)
+from detector import environment  # noqa: F401  (must run before ultralytics and cv2 load)
 from detector.detections import Detections
 from detector.errors import DetectorError
 from detector.pipeline import DEFAULT_WEIGHTS, Detector

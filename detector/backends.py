@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from detector import offline  # noqa: F401  (before ultralytics)
+from detector import environment
 from detector.errors import DetectorError
 
 WEIGHT_SUFFIXES = (".pt", ".yaml", ".yml", ".onnx", "_openvino_model", ".xml")
@@ -38,7 +38,7 @@ def resolve_weights(weights: str | Path) -> str:
             f"weights '{weights}' not found: pass a .pt, .onnx, model .yaml or *_openvino_model path "
             "(default: the bundled weights/yolo11n_int8_openvino_model)"
         )
-    with offline.network_allowed() as allowed:
+    with environment.network_allowed() as allowed:
         if not allowed:
             raise DetectorError(
                 f"weights '{weights}' are not on disk and YOLO_OFFLINE is set: download {path.name} from "

@@ -83,10 +83,18 @@ class Detector:
     def preprocess(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         return preprocess(frames, self.imgsz, self.backend.stride, auto=self.backend.fixed_imgsz is None)
 
-    def postprocess(self, raw: torch.Tensor, input_hw: tuple[int, int], frames: Sequence[np.ndarray]) -> list[Detections]:
+    def postprocess(
+        self, raw: torch.Tensor, input_hw: tuple[int, int], frames: Sequence[np.ndarray]
+    ) -> list[Detections]:
         rows = postprocess(
-            raw, self.backend.end2end, self.backend.topk_in_graph,
-            self.conf, self.iou, self.classes, self.max_det, self.agnostic,
+            raw,
+            self.backend.end2end,
+            self.backend.topk_in_graph,
+            self.conf,
+            self.iou,
+            self.classes,
+            self.max_det,
+            self.agnostic,
         )
         out = []
         for r, frame in zip(rows, frames):  # one iteration per image, not per box

@@ -19,7 +19,7 @@ import torch
 import torchvision
 
 CLASS_OFFSET = 7680  # px between classes in class-aware NMS; the same as Ultralytics so IoUs match bit for bit
-PER_CLASS_NMS_ABOVE = 1000  # candidates in one image above which NMS runs class by class
+PER_CLASS_NMS_ABOVE = 1000  # candidates in one image above which NMS runs class by class (fewer calls cost more)
 
 
 def _class_mask(class_id: torch.Tensor, classes: Sequence[int] | None) -> torch.Tensor:
@@ -88,19 +88,18 @@ def nms_head(
         keep = _class_mask(class_id, classes)
         image, cand, score, class_id = image[keep], cand[keep], score[keep], class_id[keep]
 
-    per_image = torch.bincount(image, minlength=batch)  # [B]
-    if bool((per_image > max_candidates).any()):  # only the best max_candidates of each image
+    if bool((torch.bincount(image, minlength=batch) > max_candidates).any()):  # the best max_candidates per image
         order, rank = best_first(image, score)
         top = order[rank < max_candidates].sort().values  # back to anchor order
         image, cand, score, class_id = image[top], cand[top], score[top], class_id[top]
-        per_image = per_image.clamp(max=max_candidates)
     xyxy = xywh_to_xyxy(cand[:, :4])  # [M, 4]
 
     # NMS never crosses images, nor classes unless agnostic. Classes are kept apart as Ultralytics does,
-    # by shifting each class's boxes CLASS_OFFSET px; an image with many candidates (low conf) also gets
-    # one NMS call per class: greedy NMS is quadratic in its input, and classes cannot interact anyway.
+    # by shifting each class's boxes CLASS_OFFSET px. Greedy NMS is quadratic in its input: an image with
+    # very many candidates (low conf) gets one NMS call per class instead, which cannot change the result.
     shifted = xyxy + (class_id[:, None] * (0 if agnostic else CLASS_OFFSET)).to(xyxy)
-    per_class = (per_image > PER_CLASS_NMS_ABOVE)[image] & (not agnostic)  # [M]
+    crowded = torch.bincount(image, minlength=batch) > PER_CLASS_NMS_ABOVE  # [B]
+    per_class = crowded[image] & (not agnostic)  # [M]
     if batch == 1 and not bool(per_class.any()):  # the live case: one call, returned best first
         idx = torchvision.ops.nms(shifted, score, iou)[:max_det]
     else:
@@ -112,9 +111,7 @@ def nms_head(
     return _split_rows(rows, image[idx], batch)
 
 
-def end2end_topk(
-    raw: torch.Tensor, max_det: int = 300, agnostic: bool = False, candidates: int = 300
-) -> torch.Tensor:
+def end2end_topk(raw: torch.Tensor, max_det: int = 300, agnostic: bool = False, candidates: int = 300) -> torch.Tensor:
     """One-to-one head output ``[B, A, 4 + nc]`` -> the top-k rows ``[B, K, 6]``, best first.
 
     Like the head itself: the best anchors by their best class, then the best (anchor, class) pairs

@@ -10,10 +10,26 @@ from detector.detections import Detections
 # 20 well-separated colours (BGR); class k always gets PALETTE[k % 20]
 PALETTE = np.array(
     [
-        (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
-        (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0),
-        (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0),
-        (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
+        (56, 56, 255),
+        (151, 157, 255),
+        (31, 112, 255),
+        (29, 178, 255),
+        (49, 210, 207),
+        (10, 249, 72),
+        (23, 204, 146),
+        (134, 219, 61),
+        (52, 147, 26),
+        (187, 212, 0),
+        (168, 153, 44),
+        (255, 194, 0),
+        (147, 69, 52),
+        (255, 115, 100),
+        (236, 24, 0),
+        (255, 56, 132),
+        (133, 0, 82),
+        (255, 56, 203),
+        (200, 149, 255),
+        (199, 55, 255),
     ],
     dtype=np.uint8,
 )
@@ -36,7 +52,8 @@ def draw_detections(frame: np.ndarray, dets: Detections, labels: bool = True) ->
     thickness = max(2, round((h + w) / 600))
     scale = max(0.4, thickness / 4)
     boxes = dets.xyxy.round().int().tolist()
-    for (x1, y1, x2, y2), score, k, name in zip(boxes, dets.confidence.tolist(), dets.class_id.tolist(), dets.class_name):
+    scores, class_ids = dets.confidence.tolist(), dets.class_id.tolist()
+    for (x1, y1, x2, y2), score, k, name in zip(boxes, scores, class_ids, dets.class_name):
         color = class_color(k)
         # a thin dark rim keeps the box visible on light and dark backgrounds alike
         cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 0, 0), thickness + 2, cv2.LINE_AA)
@@ -46,5 +63,6 @@ def draw_detections(frame: np.ndarray, dets: Detections, labels: bool = True) ->
             (tw, th), base = cv2.getTextSize(text, FONT, scale, max(1, thickness // 2))
             ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # above the box, or inside at the top
             cv2.rectangle(frame, (x1, ty), (x1 + tw + 4, ty + th + base + 2), color, -1)
-            cv2.putText(frame, text, (x1 + 2, ty + th + 1), FONT, scale, text_color(color), max(1, thickness // 2), cv2.LINE_AA)
+            ink = text_color(color)
+            cv2.putText(frame, text, (x1 + 2, ty + th + 1), FONT, scale, ink, max(1, thickness // 2), cv2.LINE_AA)
     return frame

@@ -25,6 +25,13 @@ def _make_parent(path: Path) -> None:
         raise DetectorError(f"output folder '{path.parent}' cannot be created ({e.strerror}); choose another") from None
 
 
+def write_image(path: str | Path, frame: np.ndarray) -> None:
+    path = Path(path)
+    _make_parent(path)
+    if not cv2.imwrite(str(path), frame):
+        raise DetectorError(f"image '{path}' could not be written; choose another output folder")
+
+
 @contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence C libraries writing to file descriptor 2 for the duration of the block."""

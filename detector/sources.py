@@ -14,6 +14,7 @@ import numpy as np
 
 from detector.errors import DetectorError
 
+SAMPLE_VIDEO = Path(__file__).resolve().parent / "assets" / "people.mp4"  # CC BY 4.0, see assets/README.md
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -59,7 +60,7 @@ class VideoFile:
     A frame that fails to decode is skipped and counted (``failed``); the run goes on with the next.
     """
 
-    MAX_CONSECUTIVE_FAILURES = 25  # then the rest of the file is taken to be unreadable
+    MAX_CONSECUTIVE_FAILURES = 300  # then the rest of the file is taken to be unreadable
 
     def __init__(self, path: str | Path, prefetch: int = 8) -> None:
         self.path = Path(path)
@@ -78,31 +79,32 @@ class VideoFile:
         self.decoded = 0
         self.failed = 0
         self._first = first
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=prefetch)
+        self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._decode, name="decode", daemon=True)
         self._thread.start()
 
     def _decode(self) -> None:
-        frame, misses = self._first, 0
+        item, misses, index = (self._first, 0), 0, 0
         try:
             while not self._stop.is_set():
-                if frame is not None:
-                    self._put(frame)
+                if item is not None:
+                    self._put(item)
                     misses = 0
-                ok, frame = self.cap.read()
-                if not ok:
-                    frame = None
-                    misses += 1
-                    position = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES))
-                    if misses >= self.MAX_CONSECUTIVE_FAILURES or (self.expected and position >= self.expected):
+                ok, image = self.cap.read()
+                if ok:  # the timestamp keeps frame numbers true across damaged frames that were skipped
+                    index = max(index + 1, round(self.cap.get(cv2.CAP_PROP_POS_MSEC) * self.fps / 1000))
+                    item = (image, index)
+                else:  # a damaged frame, or the end: keep reading past damage
+                    item, misses = None, misses + 1
+                    if misses >= self.MAX_CONSECUTIVE_FAILURES or (self.expected and index + 1 >= self.expected):
                         break
         finally:
             if not self._stop.is_set():  # reached the end: what the container lists but we never got
                 self.failed = max(self.expected - self.decoded, 0)
             self._put(None)
 
-    def _put(self, item: np.ndarray | None) -> None:
+    def _put(self, item: tuple[np.ndarray, int] | None) -> None:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -113,10 +115,9 @@ class VideoFile:
                 continue
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
-        while (image := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            image, index = item
             yield Frame(image, index, index / self.fps)
-            index += 1
 
     def close(self) -> None:
         self._stop.set()

@@ -38,7 +38,11 @@ def no_network(monkeypatch):
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(AssertionError(f"DNS lookup {a[0]}")))
+
+    def no_dns(host, *args, **kwargs):
+        raise AssertionError(f"test tried a DNS lookup of {host}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
 
 
 @pytest.fixture(scope="session")

@@ -80,10 +80,30 @@ def test_random_init_models(cfg, end2end, real_images):
     compare(yolo.model, yolo, real_images, min_boxes=10, end2end=end2end)
 
 
-@pytest.mark.parametrize("cfg,end2end", [("yolo11n.yaml", False), ("yolo26n.yaml", True)], ids=["yolo11n", "yolo26n-e2e"])
+@pytest.mark.parametrize(
+    "cfg,end2end", [("yolo11n.yaml", False), ("yolo26n.yaml", True)], ids=["yolo11n", "yolo26n-e2e"]
+)
 def test_onnx_export(cfg, end2end, real_images, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     yolo = YOLO(cfg)
     wake_random_model(yolo.model, real_images[0], conf=0.25, candidates=60)
     onnx = yolo.export(format="onnx", imgsz=640, simplify=False, nms=False if end2end else None)
     compare(onnx, YOLO(onnx, task="detect"), real_images[:2], min_boxes=10)
+
+
+@pytest.mark.parametrize("conf", [0.25, 0.001])
+def test_postprocess_on_real_raw_output(conf, real_images):
+    """The bundled model's raw output on real frames, dense and sparse: rows identical to Ultralytics' NMS."""
+    from ultralytics.utils.nms import non_max_suppression
+
+    from detector.postprocess import nms_head
+
+    detector = Detector(str(DEFAULT_WEIGHTS))
+    compared = 0
+    for i, image in enumerate(real_images):
+        raw = detector.backend(detector.preprocess([image]))
+        ours = nms_head(raw, conf, 0.7)[0]
+        theirs = non_max_suppression(raw.clone(), conf, 0.7, max_det=300)[0]
+        assert torch.equal(ours, theirs), f"image {i}"
+        compared += len(theirs)
+    assert compared >= 5

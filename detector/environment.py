@@ -1,4 +1,4 @@
-"""Keep Ultralytics quiet and off the network.
+"""Process-wide settings made before the libraries load: Ultralytics offline and quiet, FFmpeg quiet.
 
 Ultralytics looks up DNS at import (to decide whether it is online), sends usage events, checks PyPI
 for updates and pip-installs missing requirements. This module runs before the first ultralytics
@@ -18,6 +18,8 @@ USER_OFFLINE = os.environ.get("YOLO_OFFLINE", "").lower() in {"1", "true", "yes"
 os.environ["YOLO_OFFLINE"] = "1"  # no DNS probe at import, no telemetry, no update check
 os.environ["YOLO_AUTOINSTALL"] = "False"  # never pip-install behind the user's back
 os.environ.setdefault("YOLO_VERBOSE", "False")
+# FFmpeg (inside OpenCV) prints a line per damaged packet; we count failed frames and say so once
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @contextmanager
