@@ -14,13 +14,18 @@
 from __future__ import annotations
 
 import copy
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import torch
 
 from detector import environment
 from detector.errors import DetectorError
 
+T = TypeVar("T")
 WEIGHT_SUFFIXES = (".pt", ".yaml", ".yml", ".onnx", "_openvino_model", ".xml")
 
 
@@ -85,6 +90,11 @@ def check_detection_model(model: torch.nn.Module, name: str) -> None:
         )
 
 
+def _openvino_xml(name: str) -> str:
+    path = Path(name)
+    return str(path if path.suffix == ".xml" else next(path.glob("*.xml")))
+
+
 class Backend:
     """Weights behind one call: ``backend(x [B, 3, H, W]) -> raw head output``."""
 
@@ -140,6 +150,55 @@ class Backend:
             head = self.model.model.model[-1]
             head.postprocess = lambda preds: preds
         self.topk_in_graph = self.end2end and self.format != "pt"
+        self._openvino_xml = _openvino_xml(name) if self.format == "openvino" else None
+
+    def resize(self, imgsz: tuple[int, int]) -> bool:
+        """Give a static export another input size; True where the format allows it (OpenVINO)."""
+        if self._openvino_xml is None or self.fixed_imgsz == imgsz:
+            return self.fixed_imgsz == imgsz
+        # A static OpenVINO IR can often be reshaped and recompiled (not when its graph holds constant
+        # shapes, as attention blocks do); Ultralytics' backend then runs our compiled model.
+        try:
+            self.model.backend.ov_compiled_model = self._compile_openvino(imgsz, "LATENCY")
+        except RuntimeError:
+            return False
+        self.fixed_imgsz = imgsz
+        return True
+
+    def _compile_openvino(self, imgsz: tuple[int, int], hint: str):
+        import openvino as ov
+
+        model = ov.Core().read_model(self._openvino_xml)
+        model.reshape([1, 3, *imgsz])
+        return ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": hint})
+
+    def stream(self, items: Iterable[tuple[torch.Tensor, T]]) -> Iterator[tuple[torch.Tensor, T]]:
+        """``(x, payload)`` pairs -> ``(raw, payload)`` pairs, in order, as fast as the backend goes.
+
+        Throughput mode for files: OpenVINO runs its THROUGHPUT configuration with several requests in
+        flight (one per CPU stream), so one frame's inference overlaps the next one's; other backends
+        run one call at a time.
+        """
+        if self._openvino_xml is None or self.device.type != "cpu":
+            for x, payload in items:
+                yield self(x), payload
+            return
+        import openvino as ov
+
+        compiled = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
+        requests = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        done: dict[int, np.ndarray] = {}
+        requests.set_callback(lambda request, i: done.__setitem__(i, request.get_output_tensor(0).data.copy()))
+        waiting: deque[tuple[int, T]] = deque()
+        for i, (x, payload) in enumerate(items):
+            requests.start_async({0: x.numpy()}, userdata=i)  # blocks while every request is busy
+            waiting.append((i, payload))
+            while waiting and waiting[0][0] in done:
+                j, first = waiting.popleft()
+                yield torch.from_numpy(done.pop(j)), first
+        requests.wait_all()
+        for j, payload in waiting:
+            yield torch.from_numpy(done.pop(j)), payload
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from detector.errors import DetectorError
-from detector.sources import SAMPLE_VIDEO
+from detector.sources import CAPTURE_BACKENDS, SAMPLE_VIDEO
+
+KEYS_HELP = "q/Esc quit, space pause, s snapshot, r record on/off, +/- confidence, h status overlay"
 
 TRUST_NOTE = ".pt files are Python pickles: loading one runs code from it; use weights you trust."
 
@@ -30,10 +32,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--imgsz",
         type=int,
         nargs="+",
-        default=[640],
         metavar="N",
-        help="inference size, one value or H W; rounded up to the model stride (default 640; "
-        "static exports use the size they were exported at)",
+        help="inference size, one value or H W, rounded up to the model stride (default 640, or the size a "
+        "static export was made at; OpenVINO models are reshaped to --imgsz)",
     )
     g.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
     g.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
@@ -99,6 +100,112 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 130 if summary.interrupted else 0
 
 
+def add_live_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("window and outputs")
+    g.add_argument("--no-show", action="store_true", help="no window: only write the outputs")
+    g.add_argument("--no-hud", action="store_true", help="start with the status overlay hidden (h toggles it)")
+    g.add_argument("--record", metavar="OUT.mp4", help="record the annotated picture, at the measured frame rate")
+    g.add_argument("--record-raw", metavar="RAW.mp4", help="record the camera frames as captured (for later tests)")
+    g.add_argument(
+        "--jsonl", metavar="OUT.jsonl", help="one JSON line per detected frame, with t_capture and latency_ms"
+    )
+    g.add_argument("--snapshots", default="runs/live", metavar="DIR", help="where s and r write (default runs/live)")
+    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+
+def run_live(args: argparse.Namespace, spec: str, loop: bool, fallback=None) -> int:
+    from detector.live import LiveOutputs, LiveRun, check_can_show
+    from detector.sources import CameraSettings, LiveSource
+
+    outputs = LiveOutputs(
+        jsonl=Path(args.jsonl) if args.jsonl else None,
+        record=Path(args.record) if args.record else None,
+        record_raw=Path(args.record_raw) if args.record_raw else None,
+        snapshots=Path(args.snapshots),
+    )
+    show, outputs = check_can_show(not args.no_show, outputs, fallback)
+    settings = CameraSettings(
+        getattr(args, "width", None),
+        getattr(args, "height", None),
+        getattr(args, "fps", None),
+        getattr(args, "fourcc", None),
+        getattr(args, "backend", "any"),
+    )
+    detector = make_detector(args)
+    source = LiveSource(
+        spec, settings, timeout_s=getattr(args, "timeout", 5.0), loop=loop and show, speed=getattr(args, "speed", 1.0)
+    )
+    _report_granted(source, settings)
+    return LiveRun(detector, source, outputs, show=show, hud=not args.no_hud, duration_s=args.duration).run()
+
+
+def _report_granted(source, settings) -> None:
+    if source.kind != "camera":
+        return
+    print(f"camera {source.spec}: {source.stats.granted}")
+    w, h = (int(v) for v in source.stats.granted.split(" ")[0].split("x"))
+    if (settings.width and settings.width != w) or (settings.height and settings.height != h):
+        print(f"note: asked for {settings.width or w}x{settings.height or h}; the camera gave {w}x{h}", file=sys.stderr)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    return run_live(args, args.simulate_live or args.source, loop=False)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from detector.live import LiveOutputs
+
+    headless = LiveOutputs(record=Path("runs/demo/demo.mp4"), jsonl=Path("runs/demo/demo.jsonl"))
+    return run_live(args, str(SAMPLE_VIDEO), loop=args.duration is None, fallback=headless)
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from detector.sources import list_cameras
+
+    found = list_cameras()
+    for index, description in found:
+        print(f"{index}: {description}")
+    if not found:
+        print("no camera opens here (none connected, or no permission: on Linux, join the 'video' group)")
+    return 0
+
+
+def cmd_recover_weights(args: argparse.Namespace) -> int:
+    from detector.train.recover import recover_weights
+
+    out = recover_weights(args.ir, args.out, cfg=args.cfg)
+    print(f"weights: {out} ({out.stat().st_size / 2**20:.1f} MiB, {args.cfg} from {args.ir}); {TRUST_NOTE}")
+    return 0
+
+
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from detector.evaluate import evaluate_video, load_ground_truth
+
+    gt = load_ground_truth(args.gt, args.path, args.gt_format)  # bad ground truth fails before the model loads
+    out = Path(args.out) if args.out else Path("runs/eval") / Path(args.path).stem
+    detector = make_detector(args)
+    _, lines = evaluate_video(
+        detector, args.path, gt, args.class_map, out, args.op_conf, args.op_iou, args.video, not args.quiet
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from detector.evaluate import diff_runs
+    from detector.sinks import write_json_atomic
+
+    if not 0 <= args.max_changed <= 1:
+        raise DetectorError(f"--max-changed {args.max_changed}: give a share between 0 and 1")
+    diff = diff_runs(args.a, args.b, args.iou)
+    if args.json:
+        write_json_atomic(args.json, diff.report())
+    exceeded = diff.changed_share > args.max_changed
+    print("\n".join(diff.lines()))
+    print(f"changed share {'above' if exceeded else 'within'} --max-changed {args.max_changed:g}: exit {int(exceeded)}")
+    return int(exceeded)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="detector",
@@ -138,6 +245,140 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(p)
     p.set_defaults(run=cmd_video)
+
+    p = sub.add_parser(
+        "live",
+        help="the live window: a camera, stream or file in, boxes and latency on screen",
+        description="Live detection in a window. Keys: " + KEYS_HELP + ".",
+    )
+    p.add_argument(
+        "--source",
+        default="0",
+        metavar="SRC",
+        help="camera index (0), device path (/dev/video0), stream URL (rtsp://, http://, rtmp://) "
+        "or video file (replayed at its own frame rate); default 0",
+    )
+    p.add_argument(
+        "--simulate-live",
+        metavar="FILE",
+        help="replay FILE on the wall clock at its frame rate, dropping frames like a camera",
+    )
+    p.add_argument(
+        "--speed", type=float, default=1.0, metavar="F", help="replay a file F times faster than real time (stress)"
+    )
+    g = p.add_argument_group("camera")
+    g.add_argument("--width", type=int, help="ask the camera for this width")
+    g.add_argument("--height", type=int, help="ask the camera for this height")
+    g.add_argument("--fps", type=float, help="ask the camera for this frame rate")
+    g.add_argument("--fourcc", help="ask the camera for this pixel format, e.g. MJPG")
+    g.add_argument("--backend", default="any", choices=sorted(CAPTURE_BACKENDS), help="capture API (default any)")
+    g.add_argument("--timeout", type=float, default=5.0, metavar="S", help="stream open/read time-out (default 5)")
+    add_live_options(p)
+    add_model_options(p)
+    p.set_defaults(run=cmd_live)
+
+    p = sub.add_parser(
+        "demo",
+        help="no camera needed: the bundled clip replayed as a live camera in the window",
+        description="The bundled 12 s clip replayed as a live camera, looping, in the window. "
+        "Without a display, it writes runs/demo/demo.mp4 and demo.jsonl instead. "
+        "Keys: " + KEYS_HELP + ".",
+    )
+    add_live_options(p)
+    add_model_options(p)
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("cameras", help="list the cameras that open", description="List the cameras that open.")
+    p.set_defaults(run=cmd_cameras)
+
+    p = sub.add_parser(
+        "recover-weights",
+        help="rebuild a trainable .pt from an OpenVINO IR export (offline pretrained start)",
+        description="Rebuild the model from an Ultralytics OpenVINO IR export (INT8 weights are dequantised, "
+        "folded BatchNorms restored as identity + bias) and save it as an Ultralytics .pt checkpoint.",
+    )
+    p.add_argument("ir", metavar="IR", help="*_openvino_model folder or its .xml (weights/yolo11n_int8_openvino_model)")
+    p.add_argument("--out", default="weights/yolo11n.pt", metavar="OUT.pt", help="default weights/yolo11n.pt")
+    p.add_argument("--cfg", default="yolo11n.yaml", help="the architecture of the IR (default yolo11n.yaml)")
+    p.set_defaults(run=cmd_recover_weights)
+
+    p = sub.add_parser(
+        "eval-video",
+        help="score detections on a video against ground truth (MOT gt.txt or YOLO labels)",
+        description="Run the detector over a video and score what it finds against ground truth, like "
+        "Ultralytics' val (--conf 0.001, --iou 0.7, --max-det 300, greedy matching by confidence): mAP50 and "
+        "mAP50-95 per class, and precision, recall and TP/FP/FN per frame at an operating point. Writes "
+        "report.json, detections.jsonl, per_frame.png and, with --video, an annotated video into --out.",
+        conflict_handler="resolve",  # --conf below replaces the model options' predict default
+    )
+    p.add_argument("path", metavar="VIDEO", help="video file")
+    p.add_argument(
+        "--gt",
+        required=True,
+        metavar="GT",
+        help="MOT gt.txt (frame,id,x,y,w,h,...: pixels, 1-based frames) or a folder with one YOLO label file "
+        "per frame (class cx cy w h, normalised), in frame order by name",
+    )
+    p.add_argument("--gt-format", choices=["mot", "yolo"], help="default: yolo for a folder, mot for a file")
+    p.add_argument(
+        "--class-map",
+        nargs="+",
+        metavar="GT=MODEL",
+        help="ground-truth class -> model class, by name or id (default: pedestrian=person for MOT, "
+        "YOLO label ids as the model's ids)",
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/eval/<video name>)")
+    p.add_argument(
+        "--op-conf",
+        type=float,
+        default=0.25,
+        metavar="CONF",
+        help="operating point of precision, recall and TP/FP/FN: detections with confidence above this "
+        "(default 0.25, what `detector video` shows)",
+    )
+    p.add_argument(
+        "--op-iou",
+        type=float,
+        default=0.5,
+        metavar="IOU",
+        help="operating point: a detection is a TP at IoU >= this (default 0.5)",
+    )
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="also write an annotated video: detections at the operating point, ground truth outlined "
+        "(white found, magenta missed)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(p)
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=0.001,
+        help="confidence threshold of the scored detections (default 0.001, as Ultralytics' val)",
+    )
+    p.set_defaults(run=cmd_eval_video)
+
+    p = sub.add_parser(
+        "diff",
+        help="compare two `detector video` runs: boxes added, removed, moved, reclassified",
+        description="Compare two JSONL runs of `detector video` on the same video, frame by frame: boxes "
+        "paired at --iou with the same class are the same; paired with another class, reclassified; "
+        "overlapping less (IoU >= 0.1), moved; the rest removed (only in A) or added (only in B). Exit 1 "
+        "when the changed share of boxes exceeds --max-changed, else 0: a guard for model updates in CI.",
+    )
+    p.add_argument("a", metavar="A.jsonl", help="the reference run")
+    p.add_argument("b", metavar="B.jsonl", help="the run to compare with it")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU at which two boxes are the same (default 0.5)")
+    p.add_argument(
+        "--max-changed",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="tolerated share of changed boxes, 0..1 (default 0: any change exits 1)",
+    )
+    p.add_argument("--json", metavar="OUT.json", help="also write every frame's counts as JSON")
+    p.set_defaults(run=cmd_diff)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Process-wide settings made before the libraries load: Ultralytics offline and quiet, FFmpeg quiet.
+"""Process-wide settings made before the libraries load: Ultralytics and OpenVINO offline and quiet,
+FFmpeg quiet.
 
 Ultralytics looks up DNS at import (to decide whether it is online), sends usage events, checks PyPI
 for updates and pip-installs missing requirements. This module runs before the first ultralytics
@@ -10,6 +11,7 @@ unless the user set ``YOLO_OFFLINE`` themselves.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +22,23 @@ os.environ["YOLO_AUTOINSTALL"] = "False"  # never pip-install behind the user's 
 os.environ.setdefault("YOLO_VERBOSE", "False")
 # FFmpeg (inside OpenCV) prints a line per damaged packet; we count failed frames and say so once
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# opencv-python's Qt looks for fonts in its own empty folder and complains on every window; point it
+# at the system's fonts where there are some
+if "QT_QPA_FONTDIR" not in os.environ and os.path.isdir("/usr/share/fonts/truetype"):
+    os.environ["QT_QPA_FONTDIR"] = "/usr/share/fonts/truetype"
+
+
+def _decline_openvino_telemetry() -> None:
+    """OpenVINO sends usage events to Google Analytics from a background thread unless a consent file
+    says no (its tools count a missing file as yes). Answer no for this process, writing nothing."""
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:
+        return
+    OptInChecker.check = lambda self, *args, **kwargs: ConsentCheckResult.DECLINED
+
+
+_decline_openvino_telemetry()
 
 
 @contextmanager
@@ -33,3 +52,17 @@ def network_allowed() -> Iterator[bool]:
         yield True
     finally:
         os.environ["YOLO_OFFLINE"] = "1"
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C libraries writing to file descriptor 2 for the duration of the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

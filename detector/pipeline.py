@@ -60,7 +60,7 @@ class Detector:
     def __init__(
         self,
         weights: str | Path | torch.nn.Module = DEFAULT_WEIGHTS,
-        imgsz: int | Sequence[int] = 640,
+        imgsz: int | Sequence[int] | None = None,
         conf: float = 0.25,
         iou: float = 0.7,
         classes: Sequence[int | str] | None = None,
@@ -76,9 +76,21 @@ class Detector:
             raise DetectorError(f"--max-det {max_det}: must be at least 1")
         self.backend = Backend(weights, device=device, end2end=end2end, half=half)
         self.names = self.backend.names
-        self.imgsz = self.backend.fixed_imgsz or check_imgsz(imgsz, self.backend.stride)
+        self.imgsz = self._input_size(imgsz)
         self.conf, self.iou, self.max_det, self.agnostic = conf, iou, max_det, agnostic
         self.classes = resolve_classes(classes, self.names)
+
+    def _input_size(self, imgsz: int | Sequence[int] | None) -> tuple[int, int]:
+        """Dynamic models take ``imgsz`` (default 640); static exports their own size, or ``imgsz`` where
+        the format can be reshaped (OpenVINO)."""
+        fixed = self.backend.fixed_imgsz
+        if imgsz is None:
+            return fixed or (640, 640)
+        wanted = check_imgsz(imgsz, self.backend.stride)
+        if fixed is None or self.backend.resize(wanted):
+            return wanted
+        print(f"note: this {self.backend.format} export takes {list(fixed)} only; --imgsz ignored", file=sys.stderr)
+        return fixed
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         return preprocess(frames, self.imgsz, self.backend.stride, auto=self.backend.fixed_imgsz is None)

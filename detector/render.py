@@ -66,3 +66,18 @@ def draw_detections(frame: np.ndarray, dets: Detections, labels: bool = True) ->
             ink = text_color(color)
             cv2.putText(frame, text, (x1 + 2, ty + th + 1), FONT, scale, ink, max(1, thickness // 2), cv2.LINE_AA)
     return frame
+
+
+def draw_hud(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Status lines top-left on a dark translucent panel; drawn in place."""
+    scale, thickness, pad = 0.5, 1, 6
+    sizes = [cv2.getTextSize(line, FONT, scale, thickness)[0] for line in lines]
+    line_h = max(h for _, h in sizes) + pad
+    w = min(max(w for w, _ in sizes) + 2 * pad, frame.shape[1])
+    h = min(line_h * len(lines) + pad, frame.shape[0])
+    panel = frame[:h, :w]
+    panel[:] = (panel * 0.35).astype(np.uint8)  # darken: readable on any picture
+    for i, line in enumerate(lines):
+        color = (80, 80, 255) if line.isupper() or "RECONNECTING" in line else (255, 255, 255)
+        cv2.putText(frame, line, (pad, (i + 1) * line_h), FONT, scale, color, thickness, cv2.LINE_AA)
+    return frame

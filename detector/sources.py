@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import glob
 import queue
+import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detector.environment import quiet_stderr
 from detector.errors import DetectorError
 
 SAMPLE_VIDEO = Path(__file__).resolve().parent / "assets" / "people.mp4"  # CC BY 4.0, see assets/README.md
@@ -123,3 +126,276 @@ class VideoFile:
         self._stop.set()
         self._thread.join(timeout=2)
         self.cap.release()
+
+
+# --- live sources: a capture thread keeps only the newest frame ----------------------------------
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    image: np.ndarray  # [H, W, 3] BGR uint8
+    index: int  # 0-based count of frames the source produced (dropped ones included)
+    t_capture: float  # time.monotonic() when the frame was captured
+
+
+class NewestFrame:
+    """A one-frame slot between a capture thread and its readers.
+
+    The capture thread ``put``s every frame it decodes, overwriting the last; each reader ``wait_newer``
+    than the frame it had, so it always gets the newest frame, never the same one twice, and never waits
+    behind stale ones. Handed over with a Condition: no polling.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: LiveFrame | None = None
+        self.closed = False
+        self.readers_waiting = 0
+
+    def put(self, frame: LiveFrame) -> None:
+        with self._cond:
+            self._frame = frame
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait_newer(self, than: int, timeout: float | None = None) -> LiveFrame | None:
+        """The newest frame with ``index > than``; None once closed with nothing newer, or on timeout."""
+        with self._cond:
+            self.readers_waiting += 1
+            try:
+                newer = self._cond.wait_for(
+                    lambda: (self._frame is not None and self._frame.index > than) or self.closed, timeout
+                )
+            finally:
+                self.readers_waiting -= 1
+            if newer and self._frame is not None and self._frame.index > than:
+                return self._frame
+            return None
+
+    @property
+    def wanted(self) -> bool:
+        """Whether a reader is waiting: only then is decoding a grabbed frame worth it."""
+        return self.readers_waiting > 0
+
+
+@dataclass
+class CaptureStats:
+    produced: int = 0  # frames the source delivered (decoded or skipped)
+    gaps: int = 0  # times a stream dropped and was reconnected
+    gap_seconds: float = 0.0
+    state: str = "starting"  # starting | live | reconnecting | ended
+    granted: str = ""  # what the camera actually gave: size, fps, fourcc
+    recent: list[float] = field(default_factory=list)  # capture times of the last frames, for the rate
+
+    def rate(self) -> float:
+        return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
+
+
+def describe(cap: cv2.VideoCapture) -> str:
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    fourcc = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).strip("\x00") if code > 0 else "?"
+    return f"{w}x{h} at {cap.get(cv2.CAP_PROP_FPS):.1f} fps, {fourcc or '?'} ({cap.getBackendName()})"
+
+
+CAPTURE_BACKENDS = {
+    "any": cv2.CAP_ANY,
+    "v4l2": cv2.CAP_V4L2,
+    "ffmpeg": cv2.CAP_FFMPEG,
+    "gstreamer": cv2.CAP_GSTREAMER,
+    "dshow": cv2.CAP_DSHOW,
+    "msmf": cv2.CAP_MSMF,
+    "avfoundation": cv2.CAP_AVFOUNDATION,
+}
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    fourcc: str | None = None  # e.g. MJPG: many USB cameras only reach full rate with it
+    backend: str = "any"
+
+
+def parse_camera(spec: str) -> int | str | None:
+    """A camera index (``0``) or device path (``/dev/video0``), else None."""
+    if spec.isdigit():
+        return int(spec)
+    if spec.startswith("/dev/video"):
+        return spec
+    return None
+
+
+def open_camera(device: int | str, settings: CameraSettings) -> cv2.VideoCapture:
+    """Open a camera with the requested settings; the error lists the cameras that do open."""
+    with quiet_stderr():  # OpenCV warns on stderr for every backend it tries
+        cap = cv2.VideoCapture(device, CAPTURE_BACKENDS[settings.backend])
+    if cap.isOpened():
+        if settings.fourcc:
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*settings.fourcc.ljust(4)[:4]))
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, settings.width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, settings.height),
+            (cv2.CAP_PROP_FPS, settings.fps),
+        ):
+            if value:
+                cap.set(prop, value)
+    if not cap.isOpened() or not cap.grab():
+        cap.release()
+        path = Path(f"/dev/video{device}" if isinstance(device, int) else device)
+        if path.exists():
+            raise DetectorError(
+                f"camera '{device}' exists but could not be opened: busy in another program, or no permission "
+                "(on Linux, join the 'video' group)"
+            )
+        found = ", ".join(f"{i} ({desc})" for i, desc in list_cameras()) or "none"
+        raise DetectorError(f"no camera at '{device}'; cameras that open: {found}")
+    return cap
+
+
+def list_cameras(max_index: int = 10) -> list[tuple[int, str]]:
+    """Camera indices that open, with what they give by default."""
+    found = []
+    for index in range(max_index):
+        if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+            continue  # no device node: nothing to probe
+        with quiet_stderr():
+            cap = cv2.VideoCapture(index)
+        if cap.isOpened() and cap.grab():
+            found.append((index, describe(cap)))
+        cap.release()
+    return found
+
+
+def open_stream(url: str, timeout_s: float) -> cv2.VideoCapture:
+    """An RTSP/HTTP/RTMP stream, with open and read time-outs so a dead server never hangs us."""
+    ms = int(timeout_s * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+
+
+class LiveSource:
+    """A capture thread feeding a ``NewestFrame`` slot.
+
+    - camera (index or device path) and stream (URL): frames as they come; on a drop, reconnect with
+      exponential backoff (state ``reconnecting``, counted in ``stats.gaps``);
+    - simulated live (a video file): the file replayed on the wall clock at its own frame rate (times
+      ``speed``); frames nobody took in time are dropped, as with a camera.
+
+    Each frame is grabbed, but decoded (``retrieve``) only when a reader waits for it or ``decode_all`` is
+    set (the raw recording needs every frame).
+    """
+
+    RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds; the last repeats
+
+    def __init__(
+        self,
+        spec: str,
+        settings: CameraSettings = CameraSettings(),
+        timeout_s: float = 5.0,
+        loop: bool = False,
+        on_frame: Callable[[LiveFrame], None] | None = None,
+        speed: float = 1.0,
+    ) -> None:
+        self.spec, self.settings, self.timeout_s, self.loop, self.speed = spec, settings, timeout_s, loop, speed
+        self.on_frame = on_frame  # called in the capture thread with every decoded frame (raw recording)
+        self.slot = NewestFrame()
+        self.stats = CaptureStats()
+        self._stop = threading.Event()
+        camera = parse_camera(spec)
+        if camera is not None:
+            self.kind, self._open = "camera", lambda: open_camera(camera, settings)
+        elif spec.lower().startswith(STREAM_PREFIXES):
+            self.kind, self._open = "stream", lambda: open_stream(spec, timeout_s)
+        elif Path(spec).is_file():
+            self.kind, self._open = "simulated", lambda: cv2.VideoCapture(spec)
+        else:
+            raise DetectorError(f"source '{spec}' is not a camera index, device path, stream URL or video file")
+        self.cap = self._open()
+        if not self.cap.isOpened() or not self.cap.grab():
+            self.cap.release()
+            what = {
+                "stream": f"could not be opened within {timeout_s:.0f} s: check the URL and that the server is up",
+                "simulated": "could not be decoded: not a video?",
+            }.get(self.kind, "failed")
+            raise DetectorError(f"source '{spec}' {what}")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+        if not 0 < self.fps < 1000:
+            self.fps = 30.0
+        self.stats.granted = describe(self.cap)
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self.decode_all = on_frame is not None
+
+    def start(self) -> LiveSource:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout_s + 2)
+        self.cap.release()
+
+    def _run(self) -> None:
+        index, start = 0, time.monotonic()
+        grabbed = True  # the constructor grabbed the first frame
+        self.stats.state = "live"
+        try:
+            while not self._stop.is_set():
+                if not grabbed and not self._recover():
+                    break
+                t = time.monotonic()
+                if self.kind == "simulated":
+                    due = start + index / (self.fps * self.speed)
+                    if t < due:  # wait for this frame's moment on the wall clock
+                        self._stop.wait(due - t)
+                        t = time.monotonic()
+                    late = t - due > 1 / (self.fps * self.speed)  # behind: let this one go undecoded
+                else:
+                    late = False
+                self._record(t)
+                if not late and (self.decode_all or self.slot.wanted):
+                    ok, image = self.cap.retrieve()
+                    if ok:
+                        frame = LiveFrame(image, index, t)
+                        if self.on_frame is not None:
+                            self.on_frame(frame)
+                        self.slot.put(frame)
+                index += 1
+                grabbed = self.cap.grab()
+        finally:
+            self.stats.state = "ended"
+            self.slot.close()
+
+    def _record(self, t: float) -> None:
+        self.stats.produced += 1
+        self.stats.recent = [*self.stats.recent[-59:], t]
+
+    def _recover(self) -> bool:
+        """After a failed grab: rewind a looping file, reconnect a camera or stream; False to end."""
+        if self.kind == "simulated":
+            if not self.loop:
+                return False
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            return self.cap.grab()
+        self.stats.state, self.stats.gaps = "reconnecting", self.stats.gaps + 1
+        lost = time.monotonic()
+        for attempt in range(10**9):
+            self.cap.release()
+            try:
+                self.cap = self._open()
+                if self.cap.isOpened() and self.cap.grab():
+                    self.stats.state = "live"
+                    self.stats.gap_seconds += time.monotonic() - lost
+                    return True
+            except DetectorError:
+                pass  # a camera that is gone for now: keep trying
+            delay = self.RECONNECT_DELAYS[min(attempt, len(self.RECONNECT_DELAYS) - 1)]
+            if self._stop.wait(delay):
+                return False
+        return False

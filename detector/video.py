@@ -21,7 +21,7 @@ from tqdm import tqdm
 from detector.detections import Detections
 from detector.pipeline import Detector
 from detector.render import draw_detections
-from detector.sinks import JsonlSink, VideoSink
+from detector.sinks import InThread, JsonlSink, VideoSink
 from detector.sources import Frame, VideoFile
 
 T = TypeVar("T")
@@ -83,49 +83,32 @@ class _Failure:
     error: BaseException
 
 
-class _Writer(threading.Thread):
-    """Draws and writes (frame, detections) pairs in order, off the model's thread."""
-
-    def __init__(self, video: VideoSink | None, jsonl: JsonlSink | None) -> None:
-        super().__init__(name="write", daemon=True)
-        self.video, self.jsonl = video, jsonl
-        self.inbox: queue.Queue[tuple[Frame, Detections] | None] = queue.Queue(maxsize=16)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while (item := self.inbox.get()) is not None:
-            if self.error is not None:
-                continue  # keep draining so the producer never blocks
-            frame, dets = item
-            try:
-                if self.jsonl is not None:
-                    self.jsonl.write({"frame": frame.index, "time_s": round(frame.time_s, 4), **dets.to_dict()})
-                if self.video is not None:
-                    self.video.write(draw_detections(frame.image, dets))
-            except BaseException as e:  # surfaced in the model's thread
-                self.error = e
-
-
 def run_video(
     detector: Detector, path: str | Path, out: Path | None, jsonl: Path | None, progress: bool = True
 ) -> VideoSummary:
     source = VideoFile(path)
     summary = VideoSummary()
-    video_sink = jsonl_sink = None
+    video_sink = jsonl_sink = writer = None
+
+    def write(item: tuple[Frame, Detections]) -> None:
+        frame, dets = item
+        if jsonl_sink is not None:
+            jsonl_sink.write({"frame": frame.index, "time_s": round(frame.time_s, 4), **dets.to_dict()})
+        if video_sink is not None:
+            video_sink.write(draw_detections(frame.image, dets))
+
     try:
         video_sink = VideoSink(out, source.fps, source.size) if out else None
         jsonl_sink = JsonlSink(jsonl) if jsonl else None
-        writer = _Writer(video_sink, jsonl_sink)
-        writer.start()
+        writer = InThread(write, name="write")
         start = time.perf_counter()
         bar = tqdm(total=source.expected or None, unit="frame", disable=not progress, desc=source.path.name)
         try:
-            # decode (thread) -> letterbox (thread) -> model (here) -> draw and write (thread)
-            for frame, x in _ahead(source, lambda f: (f, detector.preprocess([f.image]))):
-                dets = detector.postprocess(detector.backend(x), tuple(x.shape[2:]), [frame.image])[0]
-                writer.inbox.put((frame, dets))
-                if writer.error is not None:
-                    raise writer.error
+            # decode (thread) -> letterbox (thread) -> model, several frames in flight -> draw and write (thread)
+            prepared = _ahead(source, lambda f: (detector.preprocess([f.image]), f))
+            for raw, frame in detector.backend.stream(prepared):
+                dets = detector.postprocess(raw, detector.imgsz, [frame.image])[0]
+                writer.put((frame, dets))
                 summary.per_class.update(dets.class_name)
                 summary.frames += 1
                 bar.update()
@@ -133,11 +116,8 @@ def run_video(
             summary.interrupted = True
         finally:
             bar.close()
-            writer.inbox.put(None)  # the writer finishes what is queued, then stops
-            writer.join()
             summary.seconds = time.perf_counter() - start
-        if writer.error is not None:
-            raise writer.error
+            writer.close()  # writes what is queued; re-raises a write error
         summary.failed_frames = source.failed
     finally:
         source.close()

@@ -27,8 +27,11 @@ def ultralytics_asset(name: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to open an internet socket fails the test (loopback stays allowed)."""
+def no_network(monkeypatch, request, tmp_path_factory):
+    """Any attempt to open an internet socket fails the test (loopback stays allowed), in this process and
+    in the `detector` processes a test starts (tests/no_network/sitecustomize.py logs their attempts)."""
+    log = tmp_path_factory.mktemp("network") / "attempts.log"
+    monkeypatch.setenv("DETECTOR_NETWORK_LOG", str(log))
     real_connect = socket.socket.connect
 
     def guarded(self, address):
@@ -43,6 +46,9 @@ def no_network(monkeypatch):
         raise AssertionError(f"test tried a DNS lookup of {host}")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    yield
+    if log.exists() and not request.node.get_closest_marker("download_attempt"):
+        pytest.fail(f"a detector process tried to reach the network: {log.read_text()[:500]}")
 
 
 @pytest.fixture(scope="session")

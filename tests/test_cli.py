@@ -194,6 +194,7 @@ def test_official_name_offline_fails_fast_with_advice():
     assert time.monotonic() - start < 60
 
 
+@pytest.mark.download_attempt  # the one place the app may try: the user named official weights
 def test_official_name_without_network_fails_without_hanging(tmp_path):
     result = detector("image", BUS, "--weights", "yolo26n.pt", cwd=tmp_path, timeout=120)
     assert_bad_input(result, "yolo26n.pt", "could not be downloaded")

@@ -1,0 +1,258 @@
+"""Pipeline benchmarks: throughput of `detector video` and `detector live`, and the latency a person sees.
+
+    python benchmarks/bench_pipeline.py throughput [--videos V ...] [--weights W ...] [--imgsz 320 640]
+    python benchmarks/bench_pipeline.py latency [--video V] [--seconds 60]
+
+throughput: frames/s of `detector video` (all frames, drawing, encoding, JSON lines), of `detector live
+--simulate-live --speed 20 --no-show` (the file replayed 20x faster than real time, so the model is the
+bottleneck; frames it cannot take are dropped), of Ultralytics' `YOLO(w).predict(video, stream=True)`, and
+of the bare forward pass in a loop, same weights, backend and imgsz; plus our default (bundled OpenVINO
+INT8) against Ultralytics' default (`.pt` in PyTorch). A static export runs at its own size only; for 320
+the recovered yolo11n.pt is also exported to OpenVINO (FP32) at 320.
+
+latency: the clip replayed at its own rate for N seconds. Ours: capture -> boxes written (`latency_ms`),
+from `--simulate-live` and from the same clip served over HTTP by ffmpeg in real time; Ultralytics: its
+stream source (`predict(url, stream=True)`) on that HTTP stream, capture time taken when its reader thread
+retrieves the frame. p50 against the bare inference time, and p95 of the last 10 s against the first 10 s.
+
+Each measurement runs in its own process: OpenVINO and ONNX Runtime threads keep spinning after a call
+and would slow the next one down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import detector  # noqa: F401  (quiet, offline Ultralytics before anything loads it)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
+BUNDLED = REPO / "weights" / "yolo11n_int8_openvino_model"
+RECOVERED = REPO / "weights" / "yolo11n.pt"
+
+
+# --- measurements, each run in a fresh process ---------------------------------------------------
+
+
+def bare(weights: str, video: str, imgsz: int, frames: int = 100) -> dict:
+    import cv2
+
+    from detector import Detector
+
+    model = Detector(weights, imgsz=imgsz)
+    cap = cv2.VideoCapture(video)
+    x = model.preprocess([cap.read()[1]])
+    model.backend(x)  # warm-up
+    start = time.perf_counter()
+    for _ in range(frames):
+        model.backend(x)
+    seconds = time.perf_counter() - start
+    return {"frames": frames, "seconds": seconds, "ms": seconds / frames * 1e3}
+
+
+def ultralytics(weights: str, video: str, imgsz: int) -> dict:
+    from ultralytics import YOLO
+
+    model = YOLO(weights, task="detect")
+    start, frames = time.perf_counter(), 0
+    for _ in model.predict(video, stream=True, imgsz=imgsz, verbose=False):
+        frames += 1
+    return {"frames": frames, "seconds": time.perf_counter() - start}
+
+
+def ours_video(weights: str, video: str, imgsz: int) -> dict:
+    from detector import Detector
+    from detector.video import run_video
+
+    model = Detector(weights, imgsz=imgsz)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_video(model, video, Path(tmp) / "o.mp4", Path(tmp) / "o.jsonl", progress=False)
+    return {"frames": summary.frames, "seconds": summary.seconds}
+
+
+def ours_live(weights: str, video: str, imgsz: int, seconds: float = 20.0, speed: float = 20.0) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        jsonl = Path(tmp) / "o.jsonl"
+        cli([video, "--speed", str(speed), "--jsonl", str(jsonl), "--duration", str(seconds)], weights, imgsz)
+        lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    span = lines[-1]["t_capture"] - lines[0]["t_capture"]
+    return {"frames": len(lines) - 1, "seconds": span}
+
+
+def cli(live_args: list[str], weights: str, imgsz: int | None, source_flag: str = "--simulate-live") -> None:
+    args = [sys.executable, "-m", "detector", "live", source_flag, *live_args, "--no-show", "--weights", weights]
+    subprocess.run(args + (["--imgsz", str(imgsz)] if imgsz else []), check=True, capture_output=True)
+
+
+def ours_latency(weights: str, source: str, seconds: float, simulate: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        jsonl = Path(tmp) / "o.jsonl"
+        flag = "--simulate-live" if simulate else "--source"
+        cli([source, "--jsonl", str(jsonl), "--duration", str(seconds)], weights, None, flag)
+        lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    return {"t": [line["t_capture"] for line in lines], "ms": [line["latency_ms"] for line in lines]}
+
+
+def ultralytics_latency(weights: str, url: str, seconds: float) -> dict:
+    import cv2
+    from ultralytics import YOLO
+
+    captured: dict[int, float] = {}  # id(frame array) -> when Ultralytics' reader thread decoded it
+    retrieve = cv2.VideoCapture.retrieve
+
+    class TimedCapture(cv2.VideoCapture):
+        def retrieve(self, *args):
+            ok, image = retrieve(self, *args)
+            if ok:
+                captured[id(image)] = time.monotonic()
+            return ok, image
+
+    import ultralytics.data.loaders as loaders
+
+    loaders.cv2.VideoCapture = TimedCapture  # their stream loader builds its captures through this name
+    model = YOLO(weights, task="detect")
+    t, ms, start = [], [], time.monotonic()
+    for result in model.predict(url, stream=True, verbose=False):
+        now = time.monotonic()
+        if id(result.orig_img) in captured:
+            t.append(captured[id(result.orig_img)])
+            ms.append((now - t[-1]) * 1e3)
+        if now - start > seconds:
+            break
+    return {"t": t, "ms": ms}
+
+
+MEASURES = {"bare": bare, "ultralytics": ultralytics, "ours_video": ours_video, "ours_live": ours_live}
+
+
+def in_process(name: str, *args) -> dict:
+    code = f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_pipeline as b; "
+    code += f"print('RESULT ' + json.dumps(b.{name}(*{list(args)!r})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "YOLO_OFFLINE": "1"})  # fmt: skip
+    return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def throughput(args: argparse.Namespace) -> None:
+    print(f"# throughput, frames/s; {platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        "| video | weights | imgsz | bare | ultralytics | detector video | detector live | video/bare "
+        "| video/ultra | live/bare | live/ultra |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [(w, s) for w in args.weights for s in args.imgsz if not static_size(w) or static_size(w) == s]
+        if RECOVERED.exists() and 320 in args.imgsz:
+            runs.append((in_process("export_openvino", str(RECOVERED), 320, tmp)["path"], 320))
+        for video in args.videos:
+            for weights, imgsz in runs:
+                fps = {}
+                for name in MEASURES:
+                    r = in_process(name, weights, video, imgsz)
+                    fps[name] = r["frames"] / r["seconds"]
+                print(f"| {Path(video).name} | {Path(weights).name} | {imgsz} | {fps['bare']:.1f} | "
+                      f"{fps['ultralytics']:.1f} | {fps['ours_video']:.1f} | {fps['ours_live']:.1f} | "
+                      f"{fps['ours_video'] / fps['bare']:.2f}x | {fps['ours_video'] / fps['ultralytics']:.2f}x | "
+                      f"{fps['ours_live'] / fps['bare']:.2f}x | "
+                      f"{fps['ours_live'] / fps['ultralytics']:.2f}x |")  # fmt: skip
+    if args.default_vs_default and RECOVERED.exists():
+        video = args.videos[0]
+        ours = in_process("ours_video", str(BUNDLED), video, 640)
+        theirs = in_process("ultralytics", str(RECOVERED), video, 640)
+        a, b = ours["frames"] / ours["seconds"], theirs["frames"] / theirs["seconds"]
+        print(
+            f"\ndefault vs default on {Path(video).name}, 640: detector video with the bundled OpenVINO INT8 "
+            f"{a:.1f} frames/s; Ultralytics with yolo11n.pt in PyTorch {b:.1f} frames/s: {a / b:.2f}x"
+        )
+
+
+def static_size(weights: str) -> int | None:
+    """The input size of a static OpenVINO export, from its metadata; None for dynamic models."""
+    meta = Path(weights) / "metadata.yaml"
+    if not meta.exists():
+        return None
+    import yaml
+
+    data = yaml.safe_load(meta.read_text())
+    return None if data.get("dynamic") else int(data["imgsz"][0])
+
+
+def export_openvino(weights: str, imgsz: int, folder: str) -> dict:
+    from ultralytics import YOLO
+
+    os.chdir(folder)
+    return {"path": str(Path(YOLO(weights).export(format="openvino", imgsz=imgsz)).resolve())}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def latency(args: argparse.Namespace) -> None:
+    weights = str(BUNDLED)
+    bare_ms = in_process("bare", weights, args.video, 640)["ms"]
+    runs = {"ours, --simulate-live": in_process("ours_latency", weights, args.video, args.seconds, True)}
+    if shutil.which("ffmpeg"):
+        for name, fn in (("ours, HTTP stream", "ours_latency"), ("ultralytics, HTTP stream", "ultralytics_latency")):
+            port = free_port()
+            server = subprocess.Popen(
+                ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", args.video, "-c", "copy", "-f", "mpegts",
+                 "-listen", "1", f"http://127.0.0.1:{port}/live.ts"], stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1)
+            url = f"http://127.0.0.1:{port}/live.ts"
+            extra = (False,) if fn == "ours_latency" else ()
+            try:
+                runs[name] = in_process(fn, weights, url, args.seconds, *extra)
+            finally:
+                server.kill()
+    print(
+        f"# capture -> boxes latency, {args.seconds:.0f} s of {Path(args.video).name} at its own rate; "
+        f"bundled OpenVINO INT8 at 640; bare inference {bare_ms:.1f} ms"
+    )
+    print("| run | results | p50 ms | p50 / bare | p95 first 10 s | p95 last 10 s | last / first |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in runs.items():
+        t, ms = np.array(r["t"]), np.array(r["ms"])
+        first, last = ms[t <= t[0] + 10], ms[t >= t[-1] - 10]
+        p50, p95a, p95b = np.percentile(ms, 50), np.percentile(first, 95), np.percentile(last, 95)
+        print(f"| {name} | {len(ms)} | {p50:.1f} | {p50 / bare_ms:.2f}x | {p95a:.1f} | {p95b:.1f} | "
+              f"{p95b / p95a:.2f}x |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("throughput")
+    p.add_argument("--videos", nargs="+", default=[str(v) for v in sorted(SHARED_VIDEOS.glob("*.mp4"))])
+    p.add_argument("--weights", nargs="+", default=[str(BUNDLED), str(RECOVERED)])
+    p.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
+    p.add_argument("--no-default-vs-default", dest="default_vs_default", action="store_false")
+    p.set_defaults(run=throughput)
+    p = sub.add_parser("latency")
+    p.add_argument("--video", default=str(SHARED_VIDEOS / "one-by-one-person-detection.mp4"))
+    p.add_argument("--seconds", type=float, default=60)
+    p.set_defaults(run=latency)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""The live loop: capture -> detect -> render -> sinks, each stage in its own thread.
+
+    capture thread   LiveSource: newest frame only, in a NewestFrame slot      (sources.py)
+    model thread     Inference: takes the newest frame whenever it is free
+    main thread      the window: redraws every camera frame with the latest detections, reads keys
+    writer threads   recordings (InThread), JSON lines
+
+The window never waits for the model. Boxes are drawn on the newest frame, not on the (older) frame they
+were found in: the picture stays live, and the boxes trail moving objects by one inference at most.
+``latency_ms`` is what a person sees: from the capture of the frame the model looked at to the moment
+its boxes are on screen (or, without a window, written out).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.detections import Detections
+from detector.errors import DetectorError
+from detector.pipeline import Detector
+from detector.render import draw_detections, draw_hud
+from detector.sinks import InThread, JsonlSink, RateMeasuringVideo, write_image, write_json_atomic
+from detector.sources import LiveFrame, LiveSource
+
+WINDOW = "detector"
+
+
+@dataclass(frozen=True)
+class Result:
+    frame: LiveFrame  # the frame the model looked at
+    dets: Detections
+    infer_ms: float
+
+
+class Inference(threading.Thread):
+    """Runs the model on the newest frame, over and over; ``latest`` is the last result."""
+
+    def __init__(self, detector: Detector, source: LiveSource, on_result=None) -> None:
+        super().__init__(name="model", daemon=True)
+        self.detector, self.source, self.on_result = detector, source, on_result
+        self.latest: Result | None = None
+        self.count = 0
+        self.dropped = 0  # frames captured but never given to the model
+        self.times_ms: deque[float] = deque(maxlen=60)
+        self.paused = threading.Event()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        last = -1
+        try:
+            while not self.stop.is_set():
+                frame = self.source.slot.wait_newer(last, timeout=0.2)
+                if frame is None:
+                    if self.source.slot.closed:
+                        return
+                    continue
+                if self.paused.is_set():
+                    continue
+                self.dropped += frame.index - last - 1 if last >= 0 else frame.index
+                last = frame.index
+                start = time.perf_counter()
+                dets = self.detector([frame.image])[0]
+                self.times_ms.append((time.perf_counter() - start) * 1e3)
+                self.latest = Result(frame, dets, self.times_ms[-1])
+                self.count += 1
+                if self.on_result is not None:
+                    self.on_result(self.latest)
+        except BaseException as e:  # re-raised by the main thread
+            self.error = e
+
+    def rate(self) -> float:
+        return 1e3 / (sum(self.times_ms) / len(self.times_ms)) if self.times_ms else 0.0
+
+
+class LatencyLog:
+    """Capture-to-shown latencies; percentiles over the last few hundred and over the whole run."""
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=300)
+        self.all: list[float] = []
+
+    def add(self, ms: float) -> None:
+        self.recent.append(ms)
+        self.all.append(ms)
+
+    @staticmethod
+    def percentile(values, q: float) -> float:
+        return float(np.percentile(np.fromiter(values, float), q)) if len(values) else float("nan")
+
+
+@dataclass
+class LiveOutputs:
+    jsonl: Path | None = None
+    record: Path | None = None  # annotated, as shown
+    record_raw: Path | None = None  # camera frames as captured
+    snapshots: Path = Path("runs/live")
+
+
+def display_problem() -> str | None:
+    """Why a window cannot open here, or None."""
+    if "NONE" in cv2.getBuildInformation().split("GUI:")[1].splitlines()[0]:
+        return "this OpenCV build has no GUI (opencv-python-headless?)"
+    if sys.platform.startswith("linux") and not os.environ.get("WAYLAND_DISPLAY"):
+        display = os.environ.get("DISPLAY", "")
+        if not display:
+            return "no display (DISPLAY is not set)"
+        if display.startswith(":"):  # a local X server: its socket must answer, or Qt aborts the process
+            number = display[1:].split(".")[0]
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(f"/tmp/.X11-unix/X{number}")
+            except OSError:
+                return f"no X server answers on DISPLAY={display}"
+    return None
+
+
+class LiveRun:
+    """Wires a source, the detector and the sinks; ``run()`` returns when the user quits or the source ends."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        source: LiveSource,
+        outputs: LiveOutputs,
+        show: bool = True,
+        hud: bool = True,
+        duration_s: float | None = None,
+    ) -> None:
+        self.detector, self.source, self.outputs = detector, source, outputs
+        self.show, self.hud, self.duration_s = show, hud, duration_s
+        self.latency = LatencyLog()
+        self.jsonl = JsonlSink(outputs.jsonl) if outputs.jsonl else None
+        self.recording: RateMeasuringVideo | None = None
+        self.recorder: InThread | None = None
+        if outputs.record:
+            self._start_recording(outputs.record)
+        self.raw: RateMeasuringVideo | None = None
+        if outputs.record_raw:
+            self.raw = RateMeasuringVideo(outputs.record_raw, source.fps)
+            raw_writer = InThread(lambda f: self.raw.write(f.image, f.t_capture), name="record-raw", maxsize=64)
+            self.raw_writer: InThread | None = raw_writer
+            source.on_frame, source.decode_all = raw_writer.put, True
+        else:
+            self.raw_writer = None
+        self.inference = Inference(detector, source, on_result=None if show else self._shown)
+        self.shown_frames = 0
+        self.snapshots = 0
+        self.interrupted = threading.Event()
+
+    # --- what happens when boxes reach the user ---------------------------------------------------
+
+    def _shown(self, result: Result, canvas: np.ndarray | None = None) -> None:
+        """Boxes of ``result`` are now on screen (window) or final (headless): log and write them."""
+        now = time.monotonic()
+        latency_ms = (now - result.frame.t_capture) * 1e3
+        self.latency.add(latency_ms)
+        if self.jsonl is not None:
+            self.jsonl.write(
+                {
+                    "frame": result.frame.index,
+                    "time_s": round(result.frame.index / self.source.fps, 4),
+                    "t_capture": round(result.frame.t_capture, 6),
+                    "latency_ms": round(latency_ms, 2),
+                    **result.dets.to_dict(),
+                }
+            )
+        if canvas is None and self.recorder is not None:  # headless: record what the model saw
+            self.recorder.put((draw_detections(result.frame.image.copy(), result.dets), result.frame.t_capture))
+
+    def _start_recording(self, path: Path) -> None:
+        self.recording = RateMeasuringVideo(path, self.source.fps)
+        recording = self.recording
+        self.recorder = InThread(lambda item: recording.write(*item), name="record")
+
+    def _stop_recording(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recording.close()
+            print(f"recorded {self.recording.frames} frames at {self.recording.fps:.1f} fps: {self.recording.path}")
+        self.recorder = self.recording = None
+
+    # --- the loops --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.source.start()
+        self.inference.start()
+        self.started = time.monotonic()
+        # Ctrl-C and SIGTERM end the loops like q does, instead of an exception at a random point
+        previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if self.show:
+                self._window_loop()
+            else:
+                self._headless_loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.inference.stop.set()
+            self.source.stop()
+            self.inference.join(timeout=10)
+            self._stop_recording()
+            for closer in (self.raw_writer, self.raw, self.jsonl):
+                if closer is not None:
+                    closer.close()
+            if self.show:
+                cv2.destroyAllWindows()
+        if self.inference.error is not None:
+            raise self.inference.error
+        self._summary()
+        return 0
+
+    def _interrupt(self, signum, frame) -> None:
+        print("interrupted: closing the outputs, complete up to the last frame", file=sys.stderr)
+        self.interrupted.set()
+
+    def _over(self) -> bool:
+        if self.interrupted.is_set():
+            return True
+        return self.duration_s is not None and time.monotonic() - self.started >= self.duration_s
+
+    def _headless_loop(self) -> None:
+        while self.inference.is_alive() and not self._over():
+            self.inference.join(timeout=0.1)
+
+    def _window_loop(self) -> None:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+        cv2.resizeWindow(WINDOW, *self._window_size())
+        newest: LiveFrame | None = None
+        drawn: Result | None = None  # the result whose boxes are on screen
+        paused = False
+        while not self._over():
+            # wake for a new camera frame, or redraw when the model has new boxes: both reach the screen
+            # at once; the short wait also keeps the window's event loop (waitKey) responsive
+            frame = self.source.slot.wait_newer(newest.index if newest else -1, timeout=0.005)
+            if frame is None and self.source.slot.closed and not self.inference.is_alive():
+                break
+            result = self.inference.latest
+            if not paused and (frame is not None or result is not drawn) and (frame or newest) is not None:
+                newest = frame or newest
+                canvas = newest.image.copy()
+                if result is not None:
+                    draw_detections(canvas, result.dets)
+                shown = draw_hud(canvas.copy(), self._hud_lines(paused)) if self.hud else canvas
+                cv2.imshow(WINDOW, shown)
+                if result is not drawn:
+                    self._shown(result, canvas)
+                    drawn = result
+                if frame is not None:
+                    self.shown_frames += 1
+                    if self.recorder is not None:
+                        self.recorder.put((canvas, frame.t_capture))
+            key = cv2.waitKey(1) & 0xFF
+            if key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                break
+            if key == ord(" "):
+                paused = not paused
+                self.inference.paused.set() if paused else self.inference.paused.clear()
+                if paused and newest is not None:  # say so on the frozen picture
+                    cv2.imshow(WINDOW, draw_hud(newest.image.copy(), self._hud_lines(paused)))
+            elif key == ord("s") and newest is not None:
+                self._snapshot(canvas, drawn)
+            elif key == ord("r"):
+                if self.recorder is None:
+                    self._start_recording(self.outputs.snapshots / f"recording_{time.strftime('%Y%m%d_%H%M%S')}.mp4")
+                else:
+                    self._stop_recording()
+            elif key in (ord("+"), ord("=")):
+                self.detector.conf = min(round(self.detector.conf + 0.05, 2), 0.95)
+            elif key in (ord("-"), ord("_")):
+                self.detector.conf = max(round(self.detector.conf - 0.05, 2), 0.05)
+            elif key == ord("h"):
+                self.hud = not self.hud
+            if self.inference.error is not None:
+                break
+
+    def _window_size(self) -> tuple[int, int]:
+        w, h = (int(v) for v in self.source.stats.granted.split(" ")[0].split("x"))
+        scale = min(1.0, 1280 / max(w, 1), 720 / max(h, 1))
+        return max(int(w * scale), 320), max(int(h * scale), 240)
+
+    def _snapshot(self, canvas: np.ndarray, result: Result | None) -> None:
+        self.snapshots += 1
+        stem = self.outputs.snapshots / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{self.snapshots}"
+        write_image(stem.with_suffix(".png"), canvas)
+        dets = result.dets.to_dict() if result else {"detections": []}
+        record = {"frame": result.frame.index if result else None, **dets}
+        write_json_atomic(stem.with_suffix(".json"), record)
+        print(f"snapshot: {stem}.png")
+
+    # --- what the user reads ----------------------------------------------------------------------
+
+    def _hud_lines(self, paused: bool) -> list[str]:
+        stats, inf, lat = self.source.stats, self.inference, self.latency
+        infer_ms = sum(inf.times_ms) / len(inf.times_ms) if inf.times_ms else 0.0
+        lines = [
+            f"camera {stats.rate():.1f} fps   model {inf.rate():.1f} fps {infer_ms:.0f} ms"
+            f"   conf {self.detector.conf:.2f}",
+            f"latency p50 {lat.percentile(lat.recent, 50):.0f} ms  p95 {lat.percentile(lat.recent, 95):.0f} ms"
+            f"   dropped {inf.dropped}",
+        ]
+        states = []
+        if stats.state == "reconnecting":
+            states.append(f"RECONNECTING (gap {stats.gaps})")
+        if paused:
+            states.append("PAUSED")
+        if self.recorder is not None:
+            states.append("REC")
+        return lines + ([" ".join(states)] if states else [])
+
+    def _summary(self) -> None:
+        stats, inf, lat = self.source.stats, self.inference, self.latency
+        seconds = time.monotonic() - self.started
+        print(f"source: {self.source.spec} ({stats.granted})")
+        print(
+            f"frames: {stats.produced} captured, {inf.count} detected, {self.shown_frames} shown, "
+            f"{inf.dropped} never reached the model, in {seconds:.1f} s"
+        )
+        print(
+            f"rates: camera {stats.produced / seconds:.1f} fps, model {inf.count / seconds:.1f} fps; latency "
+            f"capture->shown p50 {lat.percentile(lat.all, 50):.0f} ms, p95 {lat.percentile(lat.all, 95):.0f} ms"
+        )
+        if stats.gaps:
+            print(f"stream: {stats.gaps} gap(s), {stats.gap_seconds:.1f} s without frames, reconnected each time")
+        for path in (self.outputs.jsonl, self.outputs.record_raw):
+            if path:
+                print(f"wrote: {path}")
+
+
+def check_can_show(show: bool, outputs: LiveOutputs, fallback: LiveOutputs | None = None) -> tuple[bool, LiveOutputs]:
+    """Decide between window and headless; says why in one line when there is no window."""
+    if not show:
+        return False, outputs
+    problem = display_problem()
+    if problem is None:
+        return True, outputs
+    if fallback is not None and not (outputs.jsonl or outputs.record):
+        outputs = fallback
+    if not (outputs.jsonl or outputs.record or outputs.record_raw):
+        raise DetectorError(f"{problem}: nothing to show; add --jsonl/--record to run without a window, or --no-show")
+    written = ", ".join(str(p) for p in (outputs.record, outputs.record_raw, outputs.jsonl) if p)
+    print(f"note: {problem}; running without a window, writing {written}", file=sys.stderr)
+    return False, outputs

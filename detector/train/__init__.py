@@ -1,0 +1,1 @@
+"""Fine-tuning: pretrained weights recovered offline, task-aligned assignment, the detection loss."""
