@@ -94,6 +94,12 @@ def cmd_video(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs/video") / f"{stem}.mp4"
     jsonl = Path(args.jsonl) if args.jsonl else out.with_suffix(".jsonl")
     detector = make_detector(args)
+    if args.realtime:
+        from detector.video import run_video_realtime
+
+        lines = run_video_realtime(detector, args.path, out, jsonl)
+        print(f"video: {out}\ndetections: {jsonl}\n" + "\n".join(lines))
+        return 0
     summary = run_video(detector, args.path, out, jsonl, progress=not args.quiet)
     print(f"video: {out}\ndetections: {jsonl}")
     print("\n".join(summary.lines()))
@@ -243,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="one JSON line per frame: frame, time_s, detections (default: beside --out)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="replay at the file's frame rate with the live drop policy: what a camera user would have seen",
+    )
     add_model_options(p)
     p.set_defaults(run=cmd_video)
 
@@ -350,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(white found, magenta missed)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="replay at the file's frame rate with the live drop policy: what a camera user would have seen",
+    )
     add_model_options(p)
     p.add_argument(
         "--conf",

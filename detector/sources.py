@@ -331,6 +331,7 @@ class LiveSource:
         self.stats.granted = describe(self.cap)
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self.decode_all = on_frame is not None
+        self.t_start = 0.0
 
     def start(self) -> LiveSource:
         self._thread.start()
@@ -343,6 +344,7 @@ class LiveSource:
 
     def _run(self) -> None:
         index, start = 0, time.monotonic()
+        self.t_start = start  # simulated live: frame i is due at t_start + i / (fps * speed)
         grabbed = True  # the constructor grabbed the first frame
         self.stats.state = "live"
         try:

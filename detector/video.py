@@ -125,3 +125,30 @@ def run_video(
             if sink is not None:
                 sink.close()
     return summary
+
+
+def run_video_realtime(detector: Detector, path: str | Path, out: Path | None, jsonl: Path | None) -> list[str]:
+    """`detector video --realtime`: the file as a camera user would have seen it (detector/realtime.py);
+    every frame written with the boxes that were on screen, ``shown_from`` naming the frame they came from."""
+    from detector.realtime import replay_realtime
+
+    replay = replay_realtime(detector, path)
+    source = VideoFile(path)
+    jsonl_sink = JsonlSink(jsonl) if jsonl else None
+    annotated = VideoSink(out, source.fps, source.size) if out else None
+    try:
+        for frame in source:
+            if frame.index >= replay.frames:
+                break
+            dets, found_in = replay.shown[frame.index], replay.shown_from[frame.index]
+            if jsonl_sink is not None:
+                record = {"frame": frame.index, "time_s": round(frame.time_s, 4), "shown_from": found_in}
+                jsonl_sink.write({**record, **dets.to_dict()})
+            if annotated is not None:
+                annotated.write(draw_detections(frame.image, dets))
+    finally:
+        source.close()
+        for sink in (jsonl_sink, annotated):
+            if sink is not None:
+                sink.close()
+    return replay.lines()

@@ -274,3 +274,16 @@ def test_stream_drop_and_reconnect(tmp_path):
         for proc in (app, server):
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_video_realtime_shows_what_a_camera_user_saw(tmp_path):
+    jsonl = tmp_path / "d.jsonl"
+    result = detector("video", CLIP, "--realtime", "--out", str(tmp_path / "o.mp4"), "--jsonl", str(jsonl))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(120))  # every frame of the file, dropped or not
+    found_in = [line["shown_from"] for line in lines]
+    assert all(-1 <= k <= i for i, k in enumerate(found_in))  # boxes come from the past, never the future
+    assert found_in == sorted(found_in)
+    assert sum(bool(line["detections"]) for line in lines) >= 100  # the person stays in view
+    assert "dropped" in result.stdout and read_video(tmp_path / "o.mp4")[0] == 120
