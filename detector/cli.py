@@ -191,7 +191,16 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs/eval") / Path(args.path).stem
     detector = make_detector(args)
     _, lines = evaluate_video(
-        detector, args.path, gt, args.class_map, out, args.op_conf, args.op_iou, args.video, not args.quiet
+        detector,
+        args.path,
+        gt,
+        args.class_map,
+        out,
+        args.op_conf,
+        args.op_iou,
+        args.video,
+        not args.quiet,
+        realtime=args.realtime,
     )
     print("\n".join(lines))
     return 0
