@@ -15,9 +15,12 @@ import time
 from pathlib import Path
 
 import torch
-from ultralytics.utils.nms import non_max_suppression  # noqa: E402
 
+# isort: off
 import detector  # noqa: F401  (quiet, offline Ultralytics before it loads)
+from ultralytics.utils.nms import non_max_suppression
+
+# isort: on
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_postprocess import random_raw  # noqa: E402  (one generator of test inputs for tests and benchmarks)

@@ -16,7 +16,7 @@ KEYS_HELP = "q/Esc quit, space pause, s snapshot, r record on/off, +/- confidenc
 TRUST_NOTE = ".pt files are Python pickles: loading one runs code from it; use weights you trust."
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser, conf: float = 0.25, conf_note: str = "") -> None:
     from detector.pipeline import DEFAULT_WEIGHTS
 
     g = p.add_argument_group("model")
@@ -36,7 +36,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="inference size, one value or H W, rounded up to the model stride (default 640, or the size a "
         "static export was made at; OpenVINO models are reshaped to --imgsz)",
     )
-    g.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    g.add_argument("--conf", type=float, default=conf, help=f"confidence threshold (default {conf}{conf_note})")
     g.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     g.add_argument("--classes", nargs="+", metavar="C", help="keep only these classes, by name or id")
     g.add_argument("--max-det", type=int, default=300, help="at most this many boxes per frame (default 300)")
@@ -46,6 +46,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ... (default cpu)")
     g.add_argument("--half", action="store_true", help="half precision (CUDA only)")
+
+
+def add_file_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="replay at the file's frame rate with the live drop policy: what a camera user would have seen",
+    )
 
 
 def make_detector(args: argparse.Namespace):
@@ -221,6 +230,44 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return int(exceeded)
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from detector.train.finetune import finetune
+
+    rows = finetune(
+        args.data,
+        args.weights,
+        args.out,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        freeze=args.freeze,
+        backbone_grad_scale=args.backbone_grad_scale,
+        clip_norm=args.clip_norm,
+        workers=args.workers,
+        device=args.device,
+        resume=args.resume,
+        lr0=args.lr0,
+        cos_lr=args.cos_lr,
+        warmup_epochs=args.warmup_epochs,
+        close_mosaic=args.close_mosaic,
+        bn_train=args.bn_train,
+        progress=not args.quiet,
+    )
+    best = max(rows, key=lambda r: r["mAP50-95"])
+    print(f"best: epoch {best['epoch']:.0f}, mAP50 {best['mAP50']:.4f}, mAP50-95 {best['mAP50-95']:.4f}")
+    print(f"outputs: {args.out}/ best.pt last.pt results.csv losses.png map.png pr_curve.png (TensorBoard events)")
+    print(f"use: detector video clip.mp4 --weights {args.out}/best.pt; {TRUST_NOTE}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from detector.export import export_model
+
+    out = export_model(args.weights, args.format, args.imgsz, half=args.half, int8=args.int8, data=args.data)
+    print(f"exported: {out}; use: detector video clip.mp4 --weights {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="detector",
@@ -257,12 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.jsonl",
         help="one JSON line per frame: frame, time_s, detections (default: beside --out)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--realtime",
-        action="store_true",
-        help="replay at the file's frame rate with the live drop policy: what a camera user would have seen",
-    )
+    add_file_run_options(p)
     add_model_options(p)
     p.set_defaults(run=cmd_video)
 
@@ -275,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         default="0",
         metavar="SRC",
-        help="camera index (0), device path (/dev/video0), stream URL (rtsp://, http://, rtmp://) "
-        "or video file (replayed at its own frame rate); default 0",
+        help="camera index (0), device path (/dev/video0), stream URL (rtsp://, http://, rtmp://), video "
+        "file (replayed at its own frame rate) or image folder (a slideshow at --fps, default 1); default 0",
     )
     p.add_argument(
         "--simulate-live",
@@ -329,7 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
         "Ultralytics' val (--conf 0.001, --iou 0.7, --max-det 300, greedy matching by confidence): mAP50 and "
         "mAP50-95 per class, and precision, recall and TP/FP/FN per frame at an operating point. Writes "
         "report.json, detections.jsonl, per_frame.png and, with --video, an annotated video into --out.",
-        conflict_handler="resolve",  # --conf below replaces the model options' predict default
     )
     p.add_argument("path", metavar="VIDEO", help="video file")
     p.add_argument(
@@ -369,19 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write an annotated video: detections at the operating point, ground truth outlined "
         "(white found, magenta missed)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--realtime",
-        action="store_true",
-        help="replay at the file's frame rate with the live drop policy: what a camera user would have seen",
-    )
-    add_model_options(p)
-    p.add_argument(
-        "--conf",
-        type=float,
-        default=0.001,
-        help="confidence threshold of the scored detections (default 0.001, as Ultralytics' val)",
-    )
+    add_file_run_options(p)
+    add_model_options(p, conf=0.001, conf_note=", as Ultralytics' val: every detection is scored")
     p.set_defaults(run=cmd_eval_video)
 
     p = sub.add_parser(
@@ -404,6 +434,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", metavar="OUT.json", help="also write every frame's counts as JSON")
     p.set_defaults(run=cmd_diff)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a detector on your own YOLO-format dataset (frozen backbone by default)",
+        description="Fine-tune a pretrained detector on a YOLO-format dataset (data.yaml). Writes best.pt, last.pt, "
+        "results.csv, TensorBoard events and plots into --out; best.pt works with --weights in the other commands.",
+    )
+    p.add_argument("--data", required=True, metavar="YAML", help="data.yaml: train, val, names (Ultralytics format)")
+    p.add_argument(
+        "--weights",
+        default="weights/yolo11n.pt",
+        metavar="W",
+        help=f"pretrained .pt (default weights/yolo11n.pt). {TRUST_NOTE}",
+    )
+    p.add_argument("--epochs", type=int, default=10, help="default 10")
+    p.add_argument("--imgsz", type=int, default=640, help="square training size, a multiple of 32 (default 640)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16); gradients add up to 64")
+    p.add_argument(
+        "--freeze",
+        default="backbone",
+        metavar="backbone|N|none",
+        help="freeze the backbone (default), the first N modules, or nothing",
+    )
+    p.add_argument(
+        "--backbone-grad-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the backbone's gradients by F before each step (soft freezing; default 1)",
+    )
+    p.add_argument("--clip-norm", type=float, default=10.0, metavar="F", help="gradient norm clip (default 10)")
+    p.add_argument("--workers", type=int, default=2, metavar="K", help="data loader processes (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ... (default cpu); AMP on CUDA")
+    p.add_argument("--out", default="runs/finetune", metavar="DIR", help="output folder (default runs/finetune)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--lr0", type=float, help="peak learning rate (default 0.01 / (4 + classes), as Ultralytics)")
+    p.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay (default linear)")
+    p.add_argument("--warmup-epochs", type=float, default=3.0, help="linear warm-up epochs (default 3)")
+    p.add_argument(
+        "--close-mosaic", type=int, default=10, metavar="N", help="no mosaic in the last N epochs (default 10)"
+    )
+    p.add_argument(
+        "--bn-train",
+        action="store_true",
+        help="trainable layers' BatchNorms use batch statistics (default: running statistics everywhere)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_finetune)
+
+    p = sub.add_parser(
+        "export",
+        help="export a .pt detector to ONNX or OpenVINO (Ultralytics' exporter)",
+        description="Export a .pt detector to ONNX or OpenVINO, beside the weights, for `--weights` in the other "
+        "commands. " + TRUST_NOTE,
+    )
+    p.add_argument("weights", metavar="W", help=".pt checkpoint, e.g. runs/finetune/best.pt")
+    p.add_argument("--format", required=True, choices=["onnx", "openvino"], help="export format")
+    p.add_argument("--imgsz", type=int, default=640, help="input size of the exported model (default 640)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--half", action="store_true", help="float16 weights")
+    g.add_argument("--int8", action="store_true", help="INT8 (OpenVINO, needs nncf and --data for calibration)")
+    p.add_argument("--data", metavar="YAML", help="data.yaml whose val images calibrate --int8")
+    p.set_defaults(run=cmd_export)
     return parser
 
 

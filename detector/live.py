@@ -71,6 +71,8 @@ class Inference(threading.Thread):
                 self.dropped += frame.index - last - 1 if last >= 0 else frame.index
                 last = frame.index
                 start = time.perf_counter()
+                if self.times_ms:  # tell the capture thread when to decode again: just before we are free
+                    self.source.slot.busy_until = time.monotonic() + sum(self.times_ms) / len(self.times_ms) / 1e3
                 dets = self.detector([frame.image])[0]
                 self.times_ms.append((time.perf_counter() - start) * 1e3)
                 self.latest = Result(frame, dets, self.times_ms[-1])

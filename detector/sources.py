@@ -151,6 +151,7 @@ class NewestFrame:
         self._frame: LiveFrame | None = None
         self.closed = False
         self.readers_waiting = 0
+        self.busy_until = 0.0  # time.monotonic() when a busy reader expects to want the next frame
 
     def put(self, frame: LiveFrame) -> None:
         with self._cond:
@@ -176,10 +177,10 @@ class NewestFrame:
                 return self._frame
             return None
 
-    @property
-    def wanted(self) -> bool:
-        """Whether a reader is waiting: only then is decoding a grabbed frame worth it."""
-        return self.readers_waiting > 0
+    def wanted(self, next_frame_at: float) -> bool:
+        """Whether decoding the frame just grabbed is worth it: a reader waits now, or a busy reader will be
+        free before the next frame comes, so this one will be the newest it can take."""
+        return self.readers_waiting > 0 or self.busy_until <= next_frame_at
 
 
 @dataclass
@@ -280,13 +281,53 @@ def open_stream(url: str, timeout_s: float) -> cv2.VideoCapture:
     return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
 
 
+class ImageFolderCapture:
+    """A folder of images behind the few ``cv2.VideoCapture`` calls a ``LiveSource`` makes: a slideshow."""
+
+    def __init__(self, folder: Path, fps: float) -> None:
+        self.paths = find_images([str(folder)])
+        self.fps, self.position, self._image = fps, 0, None
+
+    def isOpened(self) -> bool:  # noqa: N802  (OpenCV's names)
+        return bool(self.paths)
+
+    def grab(self) -> bool:
+        if self.position >= len(self.paths):
+            return False
+        self._image = cv2.imread(str(self.paths[self.position]), cv2.IMREAD_COLOR)
+        self.position += 1
+        return self._image is not None or self.grab()  # an unreadable file is skipped
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        return self._image is not None, self._image
+
+    def get(self, prop: int) -> float:
+        shape = self._image.shape if self._image is not None else (0, 0)
+        return {
+            cv2.CAP_PROP_FPS: self.fps,
+            cv2.CAP_PROP_FRAME_WIDTH: shape[1],
+            cv2.CAP_PROP_FRAME_HEIGHT: shape[0],
+        }.get(prop, 0.0)
+
+    def set(self, prop: int, value: float) -> bool:
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            self.position = int(value)
+        return True
+
+    def getBackendName(self) -> str:  # noqa: N802
+        return "image folder"
+
+    def release(self) -> None:
+        self._image = None
+
+
 class LiveSource:
     """A capture thread feeding a ``NewestFrame`` slot.
 
     - camera (index or device path) and stream (URL): frames as they come; on a drop, reconnect with
       exponential backoff (state ``reconnecting``, counted in ``stats.gaps``);
-    - simulated live (a video file): the file replayed on the wall clock at its own frame rate (times
-      ``speed``); frames nobody took in time are dropped, as with a camera.
+    - simulated live (a video file, or a folder of images shown at ``settings.fps``): replayed on the wall
+      clock at its own frame rate (times ``speed``); frames nobody took in time are dropped, as a camera's.
 
     Each frame is grabbed, but decoded (``retrieve``) only when a reader waits for it or ``decode_all`` is
     set (the raw recording needs every frame).
@@ -315,8 +356,12 @@ class LiveSource:
             self.kind, self._open = "stream", lambda: open_stream(spec, timeout_s)
         elif Path(spec).is_file():
             self.kind, self._open = "simulated", lambda: cv2.VideoCapture(spec)
+        elif Path(spec).is_dir():  # a slideshow at --fps (default 1 image a second)
+            self.kind, self._open = "simulated", lambda: ImageFolderCapture(Path(spec), settings.fps or 1.0)
         else:
-            raise DetectorError(f"source '{spec}' is not a camera index, device path, stream URL or video file")
+            raise DetectorError(
+                f"source '{spec}' is not a camera index, device path, stream URL, video file or image folder"
+            )
         self.cap = self._open()
         if not self.cap.isOpened() or not self.cap.grab():
             self.cap.release()
@@ -361,7 +406,7 @@ class LiveSource:
                 else:
                     late = False
                 self._record(t)
-                if not late and (self.decode_all or self.slot.wanted):
+                if not late and (self.decode_all or self.slot.wanted(next_frame_at=t + 1 / (self.fps * self.speed))):
                     ok, image = self.cap.retrieve()
                     if ok:
                         frame = LiveFrame(image, index, t)

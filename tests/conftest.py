@@ -13,6 +13,7 @@ import pytest
 import torch
 
 os.environ["YOLO_OFFLINE"] = "1"  # tests never download
+import detector  # noqa: E402, F401  (Ultralytics and OpenVINO quiet and offline before any test imports them)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"

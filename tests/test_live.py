@@ -52,10 +52,13 @@ def test_reader_wakes_on_put_and_on_close():
         seen.append(slot.wait_newer(-1, timeout=5))
         seen.append(slot.wait_newer(0, timeout=5))
 
+    slot.busy_until = time.monotonic() + 60  # a reader busy for a minute...
+    assert not slot.wanted(next_frame_at=time.monotonic() + 0.1)  # ...does not want this frame decoded
+    assert slot.wanted(next_frame_at=time.monotonic() + 61)  # but the last one before it is free
     t = threading.Thread(target=reader)
     t.start()
     time.sleep(0.1)
-    assert slot.wanted  # a reader waits: the capture thread should decode
+    assert slot.wanted(next_frame_at=time.monotonic())  # a reader waits: the capture thread should decode
     slot.put(frame(0))
     time.sleep(0.1)
     slot.close()
@@ -287,3 +290,18 @@ def test_video_realtime_shows_what_a_camera_user_saw(tmp_path):
     assert found_in == sorted(found_in)
     assert sum(bool(line["detections"]) for line in lines) >= 100  # the person stays in view
     assert "dropped" in result.stdout and read_video(tmp_path / "o.mp4")[0] == 120
+
+
+def test_image_folder_as_a_live_source(tmp_path, bus, zidane):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name, image in (("a.jpg", bus), ("b.jpg", zidane), ("c.jpg", bus)):
+        cv2.imwrite(str(folder / name), image)
+    (folder / "notes.txt").write_text("not an image")
+    jsonl = tmp_path / "d.jsonl"
+    result = detector("live", "--source", str(folder), "--fps", "4", "--no-show", "--jsonl", str(jsonl))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == [0, 1, 2]  # a slow slideshow: the model sees every image
+    assert "bus" in {d["class_name"] for d in lines[0]["detections"]}
+    assert "image folder" in result.stdout

@@ -1,0 +1,51 @@
+"""`detector export`: a ``.pt`` detector to ONNX or OpenVINO through Ultralytics' exporter.
+
+The exported model is written beside the weights (``best.onnx``, ``best_openvino_model/``) and loads in
+``Detector`` and in ``detector video/live --weights`` like the ``.pt``. ``--half`` stores float16 weights;
+``--int8`` (OpenVINO) quantises with NNCF, calibrated on ``--data``'s val images. The graph is exported
+with the raw head output (no NMS inside), so ``postprocess.py`` treats it as it treats the ``.pt``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from detector.errors import DetectorError
+
+FORMATS = ("onnx", "openvino")
+
+
+def export_model(
+    weights: str, fmt: str, imgsz: int = 640, half: bool = False, int8: bool = False, data: str | None = None
+) -> Path:
+    """Export ``weights`` (a ``.pt`` detector; a pickle, load only weights you trust) -> the exported path."""
+    from detector.backends import load_torch_model, resolve_weights
+    from detector.pipeline import check_imgsz
+
+    if fmt not in FORMATS:
+        raise DetectorError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if half and int8:
+        raise DetectorError("--half and --int8 exclude each other: pick one")
+    if int8 and fmt != "openvino":
+        raise DetectorError("--int8 is for --format openvino (NNCF); ONNX exports are float32 or --half")
+    if int8 and importlib.util.find_spec("nncf") is None:
+        raise DetectorError("--int8 needs NNCF, which is not installed: pip install nncf")
+    if int8 and not data:
+        raise DetectorError("--int8 needs --data data.yaml: its val images calibrate the quantisation")
+    path = resolve_weights(weights)
+    if not path.endswith(".pt"):
+        raise DetectorError(f"weights '{weights}': export takes a .pt checkpoint")
+    load_torch_model(path)  # refuses files that are not detection models, in one line
+    size = max(check_imgsz(imgsz, 32))
+    from ultralytics import YOLO
+
+    quantize = 16 if half else 8 if int8 else 32
+    try:
+        out = YOLO(path, task="detect").export(
+            format=fmt, imgsz=size, quantize=quantize, simplify=False, data=data, device="cpu", verbose=False
+        )
+    except Exception as e:  # the exporter raises many types; all mean the export failed
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise DetectorError(f"export of '{weights}' to {fmt} failed: {reason}") from None
+    return Path(out)
