@@ -68,7 +68,8 @@ def load_torch_model(weights: str) -> torch.nn.Module:
 
             model = YOLO(weights, task="detect").model
         else:
-            model = load_checkpoint(weights)[0]
+            with environment.local_files_only():
+                model = load_checkpoint(weights)[0]
     except DetectorError:
         raise
     except Exception as e:

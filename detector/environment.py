@@ -55,6 +55,20 @@ def network_allowed() -> Iterator[bool]:
 
 
 @contextmanager
+def local_files_only() -> Iterator[None]:
+    """Load a checkpoint that is on disk without Ultralytics looking online: it renames names it knows
+    (yolov5n.pt -> yolov5nu.pt) and re-downloads official names it cannot unpickle. On disk means that file."""
+    from ultralytics.utils import downloads
+
+    real = downloads.attempt_download_asset
+    downloads.attempt_download_asset = lambda file, *args, **kwargs: str(file)
+    try:
+        yield
+    finally:
+        downloads.attempt_download_asset = real
+
+
+@contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Silence C libraries writing to file descriptor 2 for the duration of the block."""
     sys.stderr.flush()
