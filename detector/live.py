@@ -240,6 +240,7 @@ class LiveRun:
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.resizeWindow(WINDOW, *self._window_size())
         newest: LiveFrame | None = None
+        canvas: np.ndarray | None = None  # the newest frame with the latest boxes, without the HUD
         drawn: Result | None = None  # the result whose boxes are on screen
         paused = False
         while not self._over():
@@ -269,9 +270,9 @@ class LiveRun:
             if key == ord(" "):
                 paused = not paused
                 self.inference.paused.set() if paused else self.inference.paused.clear()
-                if paused and newest is not None:  # say so on the frozen picture
-                    cv2.imshow(WINDOW, draw_hud(newest.image.copy(), self._hud_lines(paused)))
-            elif key == ord("s") and newest is not None:
+                if paused and canvas is not None:  # say so on the frozen picture, boxes and all
+                    cv2.imshow(WINDOW, draw_hud(canvas.copy(), self._hud_lines(paused)) if self.hud else canvas)
+            elif key == ord("s") and canvas is not None:
                 self._snapshot(canvas, drawn)
             elif key == ord("r"):
                 if self.recorder is None:

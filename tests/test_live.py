@@ -187,16 +187,18 @@ def test_window_shows_boxes_and_answers_keys(xvfb, tmp_path):
         while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 20):
             time.sleep(0.2)
         window = x(xvfb, "xdotool", "search", "--name", "^detector$").split()[0]
+        x(xvfb, "xdotool", "key", "--window", window, "space")  # pause: the picture and its boxes hold still
+        time.sleep(1.0)
         shot = tmp_path / "screen.png"
         x(xvfb, "import", "-window", "root", str(shot))
-        box = json.loads(jsonl.read_text().splitlines()[-1])["detections"][0]
+        box = json.loads(jsonl.read_text().splitlines()[-1])["detections"][0]  # the boxes on screen
         geometry = x(xvfb, "xdotool", "getwindowgeometry", window)
         left, top = (int(v) for v in geometry.split("Position: ")[1].split(" ")[0].split(","))
         screen = cv2.imread(str(shot))
         assert box["class_name"] == "person"
         x1, y1, x2, y2 = (round(v) for v in box["xyxy"])
         color = np.array(class_color(box["class_id"]))
-        near = 8  # px: the person moves a little between the JSON line and the screenshot
+        near = 4  # px: line thickness and rounding
         for name, strip in {
             "left": screen[top + y1 + 40 : top + y2 - 40, left + x1 - near : left + x1 + near],
             "right": screen[top + y1 + 40 : top + y2 - 40, left + x2 - near : left + x2 + near],
@@ -207,6 +209,7 @@ def test_window_shows_boxes_and_answers_keys(xvfb, tmp_path):
         elsewhere = screen[top + y1 + 40 : top + y2 - 40, left + x1 + 20 : left + x2 - 20]
         assert (elsewhere == color).all(-1).mean() < 0.01  # not just a screen full of red
 
+        x(xvfb, "xdotool", "key", "--window", window, "space")  # play on
         x(xvfb, "xdotool", "key", "--window", window, "s")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not list(snaps.glob("*.json")):
