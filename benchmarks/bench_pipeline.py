@@ -168,8 +168,9 @@ def static_size(weights: str) -> int | None:
 def export_openvino(weights: str, imgsz: int, folder: str) -> dict:
     from ultralytics import YOLO
 
-    os.chdir(folder)
-    return {"path": str(Path(YOLO(weights).export(format="openvino", imgsz=imgsz)).resolve())}
+    copy = Path(folder) / Path(weights).name  # Ultralytics writes the export beside the weights
+    shutil.copy(weights, copy)
+    return {"path": str(Path(YOLO(str(copy)).export(format="openvino", imgsz=imgsz)).resolve())}
 
 
 def free_port() -> int:
