@@ -1,12 +1,14 @@
 """Fine-tuning throughput: `detector finetune` against Ultralytics' `model.train(...)`, same model and data.
 
     python benchmarks/bench_finetune.py [--epochs 2] [--data ../shared/data/coco128/data.yaml]
+    python benchmarks/bench_finetune.py --compare-map 10     # mAP after 10 epochs, ours against Ultralytics'
 
 CPU, the recovered weights/yolo11n.pt, imgsz 320, batch 16, backbone frozen (Ultralytics: ``freeze=11``), two
 loader workers, no mosaic (runs shorter than ``close_mosaic`` epochs switch it off in both). Rows:
 
 - bare step: forward + loss + backward + optimizer step on one fixed batch already in memory, no data at all:
-  the ceiling for both trainers.
+  the ceiling for both trainers; measured before and after the runs, the faster taken (other jobs may share
+  the machine).
 - ours, ``--workers 2`` (prefetching loader) and ``--workers 0`` (no prefetching: the loop decodes and augments
   each batch itself): training images per second of the last epoch (validation not counted) and the share of
   step time spent waiting for data, from results.csv.
@@ -98,19 +100,53 @@ def ultralytics(data: str, epochs: int, workers: int, out: Path) -> float:
     return images / (end - start)
 
 
+def val_map(weights: Path, data: str) -> tuple[float, float]:
+    """mAP50 and mAP50-95 of a checkpoint on ``data``'s val split, scored by our validation (the same for both)."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from detector.train.prefetch import DevicePrefetcher, make_loader
+    from detector.train.validate import validate
+
+    items, _ = load_dataset(load_data_yaml(data), "val")
+    cpu = torch.device("cpu")
+    result = validate(
+        load_checkpoint(str(weights))[0],
+        DevicePrefetcher(make_loader(YoloDataset(items, IMGSZ, False), BATCH, 2, cpu), cpu),
+    )
+    return result.map50, result.map50_95
+
+
+def compare_map(data: str, epochs: int, out: Path) -> None:
+    """Both trainers for ``epochs`` with the same settings; both final models scored by the same code."""
+    ours(data, epochs, 2, out / "ours")
+    ultralytics(data, epochs, 2, out)
+    print(f"\n| after {epochs} epochs, scored by detector/train/validate.py | mAP50 | mAP50-95 |\n|---|---|---|")
+    print("| pretrained (recovered yolo11n.pt), no training | {:.3f} | {:.3f} |".format(*val_map(WEIGHTS, data)))
+    print("| ours, last.pt | {:.3f} | {:.3f} |".format(*val_map(out / "ours" / "last.pt", data)))
+    print(
+        "| Ultralytics, last.pt | {:.3f} | {:.3f} |".format(*val_map(out / "ultralytics" / "weights" / "last.pt", data))
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "coco128" / "data.yaml"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--skip-ultralytics", action="store_true")
+    parser.add_argument("--compare-map", type=int, metavar="E", help="instead: mAP of both trainers after E epochs")
     args = parser.parse_args()
+    if args.compare_map:
+        with tempfile.TemporaryDirectory() as tmp:
+            compare_map(args.data, args.compare_map, Path(tmp))
+        return
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        bare = bare_step_img_s(args.data)
+        bare_before = bare_step_img_s(args.data)
         ours_2 = ours(args.data, args.epochs, 2, tmp / "w2")
         ours_0 = ours(args.data, args.epochs, 0, tmp / "w0")
         theirs = None if args.skip_ultralytics else ultralytics(args.data, args.epochs, 2, tmp)
+        bare = max(bare_before, bare_step_img_s(args.data))  # before and after: the machine may be shared
     print(
         f"# fine-tuning throughput; {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{threads} threads; {WEIGHTS.name}, {Path(args.data).parent.name}, imgsz {IMGSZ}, batch {BATCH}, "

@@ -40,11 +40,13 @@ def export_model(
     size = max(check_imgsz(imgsz, 32))
     from ultralytics import YOLO
 
-    quantize = 16 if half else 8 if int8 else 32
+    options = {"format": fmt, "imgsz": size, "quantize": 16 if half else 8 if int8 else 32, "device": "cpu"}
+    if fmt == "onnx":
+        options["simplify"] = False  # onnxslim is not a dependency; the graph runs the same unsimplified
+    if int8:
+        options["data"] = data
     try:
-        out = YOLO(path, task="detect").export(
-            format=fmt, imgsz=size, quantize=quantize, simplify=False, data=data, device="cpu", verbose=False
-        )
+        out = YOLO(path, task="detect").export(**options, verbose=False)
     except Exception as e:  # the exporter raises many types; all mean the export failed
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise DetectorError(f"export of '{weights}' to {fmt} failed: {reason}") from None

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from detector.errors import DetectorError
@@ -139,15 +141,16 @@ def finetune(
 
     # --- setup -----------------------------------------------------------------------------------------------
     out, device = Path(out), pick_device(device)
+    random.seed(seed)  # augmentation in the main process (workers=0); workers are seeded from torch's generator
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     if epochs < 1 or batch < 1 or clip_norm <= 0 or backbone_grad_scale < 0:
         raise DetectorError("--epochs and --batch must be at least 1, --clip-norm above 0, --backbone-grad-scale >= 0")
     imgsz = max(check_imgsz(imgsz, 32))
     cfg = load_data_yaml(data)
     train_items, train_report = load_dataset(cfg, "train")
     val_items, val_report = load_dataset(cfg, "val")
-    print(
-        f"data: {cfg.yaml}, {len(cfg.names)} classes\n  {train_report.line()}\n  {val_report.line()}", file=sys.stderr
-    )
+    print(f"data: {cfg.yaml}, {len(cfg.names)} classes\n  {train_report.line()}\n  {val_report.line()}")
     if batch > len(train_items):
         raise DetectorError(f"--batch {batch} is larger than the {len(train_items)} usable training images")
 
@@ -159,7 +162,7 @@ def finetune(
     frozen = frozen_indices(model, freeze)
     apply_freeze(model, frozen)
     model.to(device)
-    print("\n".join(freeze_audit(model, frozen, backbone_grad_scale, bn_train)), file=sys.stderr)
+    print("\n".join(freeze_audit(model, frozen, backbone_grad_scale, bn_train)))
 
     sampler = MosaicSampler(len(train_items), epochs, close_mosaic, seed)
     train_batches = DevicePrefetcher(
@@ -196,7 +199,7 @@ def finetune(
         ema.updates, start_epoch, best_fitness = ckpt["updates"], ckpt["epoch"] + 1, ckpt["best_fitness"]
         if start_epoch >= epochs:
             raise DetectorError(f"--resume: {out / 'last.pt'} already ran {start_epoch} epochs; pass a larger --epochs")
-        print(f"resuming from {out / 'last.pt'} at epoch {start_epoch + 1}", file=sys.stderr)
+        print(f"resuming from {out / 'last.pt'} at epoch {start_epoch + 1}")
     out.mkdir(parents=True, exist_ok=True)
     record = RunRecord(out)
     model.args = {**model.args, "data": str(cfg.yaml), "imgsz": imgsz, "epochs": epochs, "batch": batch}
@@ -271,8 +274,7 @@ def finetune(
         print(
             f"epoch {epoch + 1}/{epochs}: mAP50 {result.map50:.4f} mAP50-95 {result.map50_95:.4f} "
             f"P {result.precision:.3f} R {result.recall:.3f} | {row['img_per_s']:.1f} img/s, "
-            f"data wait {row['data_wait']:.1%}, grad norm {row['grad_norm']:.2f}",
-            file=sys.stderr,
+            f"data wait {row['data_wait']:.1%}, grad norm {row['grad_norm']:.2f}"
         )
         if result.map50_95 > best_fitness:
             best_fitness = result.map50_95

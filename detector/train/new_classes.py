@@ -14,7 +14,6 @@ starts rare (its prior) rather than at random scores; its weights still get grad
 from __future__ import annotations
 
 import copy
-import sys
 
 import torch
 
@@ -63,7 +62,6 @@ def adapt_head(model: torch.nn.Module, names: dict[int, str]) -> torch.nn.Module
     new.names, new.args = dict(names), model.args
     print(
         f"classes: {len(names)} in the data, {len(kept)} of them kept from the pretrained model's {len(old)} "
-        f"({', '.join(names[j] for j in list(kept)[:5])}{', ...' if len(kept) > 5 else ''}); new head",
-        file=sys.stderr,
+        f"({', '.join(names[j] for j in list(kept)[:5])}{', ...' if len(kept) > 5 else ''}); new head"
     )
     return new
