@@ -101,7 +101,7 @@ def test_headless_outputs(tmp_path):
     assert sum(d["class_name"] == "person" for line in lines for d in line["detections"]) >= len(lines) - 2
     raw_frames, raw_size, raw_fps = read_video(out["raw"])
     assert raw_size == (768, 432) and raw_frames >= 30
-    assert 7 <= raw_fps <= 13  # measured from the 10 fps clip, not a fixed 30
+    assert 6 <= raw_fps <= 14  # measured from the 10 fps clip, not a fixed 30
     annotated_frames, _, _ = read_video(out["record"])
     assert annotated_frames == len(lines)
     assert "latency capture->shown p50" in result.stdout
