@@ -68,7 +68,7 @@ def load_torch_model(weights: str) -> torch.nn.Module:
 
             model = YOLO(weights, task="detect").model
         else:
-            with environment.local_files_only():
+            with environment.no_downloads():
                 model = load_checkpoint(weights)[0]
     except DetectorError:
         raise

@@ -55,17 +55,21 @@ def network_allowed() -> Iterator[bool]:
 
 
 @contextmanager
-def local_files_only() -> Iterator[None]:
-    """Load a checkpoint that is on disk without Ultralytics looking online: it renames names it knows
-    (yolov5n.pt -> yolov5nu.pt) and re-downloads official names it cannot unpickle. On disk means that file."""
+def no_downloads() -> Iterator[None]:
+    """Run Ultralytics code without the downloads it starts on its own, whatever YOLO_OFFLINE says:
+    it looks online for checkpoints that are on disk (renaming yolov5n.pt to yolov5nu.pt, re-downloading
+    official names it cannot unpickle) and fetches a font when it reads a dataset. Here a file on disk is
+    that file, and no font is fetched (ours need none)."""
+    from ultralytics.data import utils as data_utils
     from ultralytics.utils import downloads
 
-    real = downloads.attempt_download_asset
+    saved = downloads.attempt_download_asset, data_utils.check_font
     downloads.attempt_download_asset = lambda file, *args, **kwargs: str(file)
+    data_utils.check_font = lambda *args, **kwargs: None
     try:
         yield
     finally:
-        downloads.attempt_download_asset = real
+        downloads.attempt_download_asset, data_utils.check_font = saved
 
 
 @contextmanager

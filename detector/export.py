@@ -9,8 +9,10 @@ with the raw head output (no NMS inside), so ``postprocess.py`` treats it as it 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
+from detector import environment
 from detector.errors import DetectorError
 
 FORMATS = ("onnx", "openvino")
@@ -45,8 +47,12 @@ def export_model(
         options["simplify"] = False  # onnxslim is not a dependency; the graph runs the same unsimplified
     if int8:
         options["data"] = data
+        import nncf  # noqa: F401  (its logger prints every quantizer it places at INFO)
+
+        logging.getLogger("nncf").setLevel(logging.WARNING)
     try:
-        out = YOLO(path, task="detect").export(**options, verbose=False)
+        with environment.no_downloads():
+            out = YOLO(path, task="detect").export(**options, verbose=False)
     except Exception as e:  # the exporter raises many types; all mean the export failed
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise DetectorError(f"export of '{weights}' to {fmt} failed: {reason}") from None

@@ -265,3 +265,25 @@ def test_export_gives_the_same_detections(run, tmp_path, fmt, box_px, conf, bus,
         assert (a.xyxy - b.xyxy).abs().max() < box_px and (a.confidence - b.confidence).abs().max() < conf
         total += len(a)
     assert total >= 4, "too few boxes to compare"
+
+
+@needs_shared
+def test_int8_export_keeps_the_confident_detections(tmp_path, bus, zidane):
+    """OpenVINO INT8 through NNCF, calibrated on coco8's val images: the confident boxes of the float model
+    come out with the same class at nearly the same place (quantisation moves scores and edges a little)."""
+    from torchvision.ops import box_iou
+
+    weights = shutil.copy(PRETRAINED, tmp_path / "yolo11n.pt")
+    result = detector("export", str(weights), "--format", "openvino", "--imgsz", "320", "--int8", "--data", str(COCO8))
+    assert result.returncode == 0, result.stderr[-800:]
+    exported = tmp_path / "yolo11n_int8_openvino_model"
+    pt, int8 = Detector(str(weights), imgsz=320), Detector(str(exported))
+    assert int8.backend.format == "openvino" and int8.imgsz == (320, 320)
+    confident = 0
+    for image in (bus[:810, :810], zidane[:, 280:1000]):
+        a, b = pt(image)[0], int8(image)[0]
+        a = a[a.confidence > 0.5]
+        iou = box_iou(a.xyxy, b.xyxy) * (a.class_id[:, None] == b.class_id[None])  # [A, B], same class only
+        assert len(b) and (iou.max(1).values > 0.8).all(), "a confident box was lost or moved in INT8"
+        confident += len(a)
+    assert confident >= 3, "too few confident boxes to compare"
