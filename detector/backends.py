@@ -1,6 +1,9 @@
 """Model backends: Ultralytics' AutoBackend loads the weights; we take over at the raw head output.
 
-``Backend(weights)(x)`` maps a batch ``[B, 3, H, W]`` (RGB, float in [0, 1]) to the head's raw output:
+``Backend(weights)(x)`` maps a batch to the head's raw output. ``x`` is either the letterboxed frames as
+``preprocess.letterbox`` gives them (``[B, H, W, 3]`` BGR uint8: OpenVINO converts them inside its graph,
+PyTorch and ONNX through ``preprocess.to_tensor``) or the model's float input ``[B, 3, H, W]`` (RGB, [0, 1]).
+The raw output:
 
 - NMS heads (YOLOv8, YOLO11, YOLO26 by default): ``[B, 4 + nc, A]``, boxes as cx cy w h in input pixels,
   class scores after the sigmoid, one column per anchor.
@@ -14,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,6 +28,7 @@ import torch
 
 from detector import environment
 from detector.errors import DetectorError
+from detector.preprocess import to_tensor
 
 T = TypeVar("T")
 WEIGHT_SUFFIXES = (".pt", ".yaml", ".yml", ".onnx", "_openvino_model", ".xml")
@@ -96,6 +101,14 @@ def _openvino_xml(name: str) -> str:
     return str(path if path.suffix == ".xml" else next(path.glob("*.xml")))
 
 
+@functools.cache
+def _openvino_core():
+    """One OpenVINO Core for the process, never destroyed: compiled models must not outlive their Core."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 class Backend:
     """Weights behind one call: ``backend(x [B, 3, H, W]) -> raw head output``."""
 
@@ -137,6 +150,10 @@ class Backend:
             raise DetectorError(f"weights '{name}' are a {task} model, not an object detector: use a detection model")
 
         self.format: str = self.model.format
+        # select_device leaves one core free for data loaders (cpu_count - 1 threads: half of a 2-core
+        # machine); PyTorch inference takes them all. With another runtime, torch only postprocesses small
+        # tensors: one thread, so that no idle OpenMP thread spins on a core the runtime's threads need
+        torch.set_num_threads(environment.INFERENCE_THREADS if self.format == "pt" else 1)
         self.names: dict[int, str] = dict(self.model.names)
         self.stride: int = int(self.model.stride)
         self.device = self.model.device
@@ -152,35 +169,65 @@ class Backend:
             head.postprocess = lambda preds: preds
         self.topk_in_graph = self.end2end and self.format != "pt"
         self._openvino_xml = _openvino_xml(name) if self.format == "openvino" else None
+        self._compiled = self._request = None  # our OpenVINO model taking bytes, compiled on first use
 
     def resize(self, imgsz: tuple[int, int]) -> bool:
         """Give a static export another input size; True where the format allows it (OpenVINO)."""
         if self._openvino_xml is None or self.fixed_imgsz == imgsz:
             return self.fixed_imgsz == imgsz
         # A static OpenVINO IR can often be reshaped and recompiled (not when its graph holds constant
-        # shapes, as attention blocks do); Ultralytics' backend then runs our compiled model.
-        try:
-            self.model.backend.ov_compiled_model = self._compile_openvino(imgsz, "LATENCY")
+        # shapes, as attention blocks do)
+        try:  # Ultralytics' backend runs float tensors; ours (compiled on first use) the bytes
+            self.model.backend.ov_compiled_model = self._compile_openvino(imgsz, "LATENCY", takes_bytes=False)
         except RuntimeError:
             return False
         self.fixed_imgsz = imgsz
+        self._compiled = self._request = None
         return True
 
-    def _compile_openvino(self, imgsz: tuple[int, int], hint: str):
+    @property
+    def takes_bytes(self) -> bool:
+        """Whether letterboxed uint8 frames go into the model as they are (OpenVINO on the CPU)."""
+        return self._openvino_xml is not None and self.device.type == "cpu"
+
+    def _compile_openvino(self, imgsz: tuple[int, int] | None, hint: str, takes_bytes: bool = True):
+        """The IR at ``imgsz``; with ``takes_bytes`` it takes letterboxed BGR bytes ``[1, H, W, 3]``, the
+        conversion to RGB floats in [0, 1] (what ``to_tensor`` does) running inside OpenVINO's graph."""
         import openvino as ov
+        from openvino.preprocess import ColorFormat, PrePostProcessor
 
-        model = ov.Core().read_model(self._openvino_xml)
-        model.reshape([1, 3, *imgsz])
-        return ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": hint})
+        core = _openvino_core()
+        model = core.read_model(self._openvino_xml)
+        if imgsz is not None and model.input(0).partial_shape.is_static and tuple(model.input(0).shape)[2:] != imgsz:
+            model.reshape([1, 3, *imgsz])
+        if not takes_bytes:
+            return core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint})
+        ppp = PrePostProcessor(model)
+        tensor = ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+        tensor.set_color_format(ColorFormat.BGR)
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+        return core.compile_model(ppp.build(), "CPU", {"PERFORMANCE_HINT": hint})
 
-    def stream(self, items: Iterable[tuple[torch.Tensor, T]]) -> Iterator[tuple[torch.Tensor, T]]:
+    def _infer_bytes(self, batch: np.ndarray) -> torch.Tensor:
+        if self._compiled is None:
+            self._compiled = self._compile_openvino(self.fixed_imgsz, "LATENCY")
+        if self._request is None:
+            self._request = self._compiled.create_infer_request()
+        outputs = []
+        for image in batch:  # OpenVINO exports take one image per call
+            self._request.infer({0: image[None]})
+            outputs.append(torch.from_numpy(self._request.get_output_tensor(0).data.copy()))
+        return torch.cat(outputs)
+
+    def stream(self, items: Iterable[tuple[np.ndarray, T]]) -> Iterator[tuple[torch.Tensor, T]]:
         """``(x, payload)`` pairs -> ``(raw, payload)`` pairs, in order, as fast as the backend goes.
 
         Throughput mode for files: OpenVINO runs its THROUGHPUT configuration with several requests in
         flight (one per CPU stream), so one frame's inference overlaps the next one's; other backends
-        run one call at a time.
+        run one call at a time (batch the items to gain there).
         """
-        if self._openvino_xml is None or self.device.type != "cpu":
+        if not self.takes_bytes:
             for x, payload in items:
                 yield self(x), payload
             return
@@ -192,7 +239,7 @@ class Backend:
         requests.set_callback(lambda request, i: done.__setitem__(i, request.get_output_tensor(0).data.copy()))
         waiting: deque[tuple[int, T]] = deque()
         for i, (x, payload) in enumerate(items):
-            requests.start_async({0: x.numpy()}, userdata=i)  # blocks while every request is busy
+            requests.start_async({0: x}, userdata=i)  # blocks while every request is busy
             waiting.append((i, payload))
             while waiting and waiting[0][0] in done:
                 j, first = waiting.popleft()
@@ -201,8 +248,23 @@ class Backend:
         for j, payload in waiting:
             yield torch.from_numpy(done.pop(j)), payload
 
+    def prepare(self, batch: np.ndarray) -> np.ndarray | torch.Tensor:
+        """Letterboxed bytes ``[B, H, W, 3]`` -> what this backend runs on, ahead of the call (in a thread)."""
+        return batch if self.takes_bytes else to_tensor(batch)
+
+    def batch_for_files(self, input_hw: tuple[int, int]) -> int:
+        """Frames per call for whole files. OpenVINO keeps several single-frame requests in flight instead;
+        PyTorch gains from small batches of small inputs (yolo11n at 192x320 on 2 CPU cores: 67 frames/s
+        one by one, 120 in fours; none at 384x640) and on a GPU."""
+        small = input_hw[0] * input_hw[1] <= 320 * 320
+        return 4 if self.format == "pt" and (small or self.device.type == "cuda") else 1
+
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(x, np.ndarray):  # letterboxed bytes [B, H, W, 3]
+            if self.takes_bytes:
+                return self._infer_bytes(x)
+            x = to_tensor(x)  # [B, 3, H, W]
         y = self.model(x.to(self.device, torch.float16 if self.half else torch.float32))
         y = y[0] if isinstance(y, (list, tuple)) else y
         return y.float()

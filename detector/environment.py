@@ -15,6 +15,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# threads for inference: what the user asked for, else every core we may run on (read before Ultralytics'
+# import sets OMP_NUM_THREADS=1 for its data loaders)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+INFERENCE_THREADS = int(os.environ.get("OMP_NUM_THREADS") or CORES)
 USER_OFFLINE = os.environ.get("YOLO_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 os.environ["YOLO_OFFLINE"] = "1"  # no DNS probe at import, no telemetry, no update check

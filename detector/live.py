@@ -13,6 +13,7 @@ its boxes are on screen (or, without a window, written out).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -49,6 +50,7 @@ class Inference(threading.Thread):
     def __init__(self, detector: Detector, source: LiveSource, on_result=None) -> None:
         super().__init__(name="model", daemon=True)
         self.detector, self.source, self.on_result = detector, source, on_result
+        source.prepare = lambda image: detector.prepare([image])  # letterboxed while we run the last frame
         self.latest: Result | None = None
         self.count = 0
         self.dropped = 0  # frames captured but never given to the model
@@ -61,7 +63,9 @@ class Inference(threading.Thread):
         last = -1
         try:
             while not self.stop.is_set():
-                frame = self.source.slot.wait_newer(last, timeout=0.2)
+                # say how long we will be busy: the capture thread decodes again just before we are free
+                busy_s = sum(self.times_ms) / len(self.times_ms) / 1e3 if self.times_ms else 0.0
+                frame = self.source.slot.wait_newer(last, timeout=0.2, busy_s=busy_s)
                 if frame is None:
                     if self.source.slot.closed:
                         return
@@ -71,9 +75,8 @@ class Inference(threading.Thread):
                 self.dropped += frame.index - last - 1 if last >= 0 else frame.index
                 last = frame.index
                 start = time.perf_counter()
-                if self.times_ms:  # tell the capture thread when to decode again: just before we are free
-                    self.source.slot.busy_until = time.monotonic() + sum(self.times_ms) / len(self.times_ms) / 1e3
-                dets = self.detector([frame.image])[0]
+                prepared = frame.prepared or self.detector.prepare([frame.image])
+                dets = self.detector.detect_prepared(prepared, [frame.image])[0]
                 self.times_ms.append((time.perf_counter() - start) * 1e3)
                 self.latest = Result(frame, dets, self.times_ms[-1])
                 self.count += 1
@@ -196,6 +199,10 @@ class LiveRun:
     # --- the loops --------------------------------------------------------------------------------
 
     def run(self) -> int:
+        # the libraries' million long-lived objects out of the collector's sight: its full passes would
+        # otherwise stall every thread for tens of milliseconds, now and then, in the middle of a frame
+        gc.collect()
+        gc.freeze()
         self.source.start()
         self.inference.start()
         self.started = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from detector.backends import Backend
 from detector.detections import Detections
 from detector.errors import DetectorError
 from detector.postprocess import postprocess
-from detector.preprocess import preprocess, scale_boxes
+from detector.preprocess import letterbox, scale_boxes
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "yolo11n_int8_openvino_model"
 
@@ -47,6 +48,14 @@ def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) 
             sample = ", ".join(list(names.values())[:6])
             raise DetectorError(f"class '{key}' is not one of the model's {len(names)} classes ({sample}, ...)")
     return ids
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch ready for the backend, and the letterboxed size its boxes come back in."""
+
+    x: np.ndarray | torch.Tensor  # [B, H, W, 3] uint8 (OpenVINO) or [B, 3, H, W] float
+    input_hw: tuple[int, int]
 
 
 class Detector:
@@ -92,8 +101,17 @@ class Detector:
         print(f"note: this {self.backend.format} export takes {list(fixed)} only; --imgsz ignored", file=sys.stderr)
         return fixed
 
-    def preprocess(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        return preprocess(frames, self.imgsz, self.backend.stride, auto=self.backend.fixed_imgsz is None)
+    def preprocess(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Frames -> the letterboxed batch ``[B, H, W, 3]`` (BGR uint8) that ``backend`` takes."""
+        return letterbox(frames, self.imgsz, self.backend.stride, auto=self.backend.fixed_imgsz is None)
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> Prepared:
+        """Everything before the model, for a thread to do ahead: letterbox, then the backend's conversion."""
+        x = self.preprocess(frames)
+        return Prepared(self.backend.prepare(x), x.shape[1:3])
+
+    def detect_prepared(self, prepared: Prepared, frames: Sequence[np.ndarray]) -> list[Detections]:
+        return self.postprocess(self.backend(prepared.x), prepared.input_hw, frames)
 
     def postprocess(
         self, raw: torch.Tensor, input_hw: tuple[int, int], frames: Sequence[np.ndarray]
@@ -118,6 +136,4 @@ class Detector:
     def __call__(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
-        x = self.preprocess(frames)  # [B, 3, H, W]
-        raw = self.backend(x)
-        return self.postprocess(raw, tuple(x.shape[2:]), frames)
+        return self.detect_prepared(self.prepare(frames), frames)

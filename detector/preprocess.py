@@ -31,20 +31,38 @@ def letterbox_shape(
     return (new_w, new_h), (round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1))
 
 
+def letterbox(frames: Sequence[np.ndarray], imgsz: tuple[int, int], stride: int = 32, auto: bool = False) -> np.ndarray:
+    """BGR uint8 frames of any sizes -> one letterboxed BGR uint8 batch ``[B, H, W, 3]``.
+
+    Only resizing and padding: backends that take bytes (OpenVINO, converting inside its graph) get this
+    batch as it is, and ``to_tensor`` turns it into the float input PyTorch models take.
+    """
+    auto = auto and len({f.shape for f in frames}) == 1  # one batch needs one shape
+    (w, h), (top, bottom, left, right) = letterbox_shape(frames[0].shape[:2], imgsz, stride, auto)
+    batch = np.full((len(frames), h + top + bottom, w + left + right, 3), PAD_VALUE, np.uint8)
+    for i, frame in enumerate(frames):
+        (w, h), (top, _, left, _) = letterbox_shape(frame.shape[:2], imgsz, stride, auto)
+        if frame.shape[:2] != (h, w):
+            batch[i, top : top + h, left : left + w] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+        else:
+            batch[i, top : top + h, left : left + w] = frame
+    return batch
+
+
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
+    """Letterboxed BGR uint8 ``[B, H, W, 3]`` -> RGB float ``[B, 3, H, W]`` in [0, 1], contiguous."""
+    x = torch.empty((batch.shape[0], 3, *batch.shape[1:3]))  # [B, 3, H, W]
+    bgr = torch.from_numpy(batch)  # [B, H, W, 3]
+    for c in range(3):  # one strided copy per channel: faster than permute + contiguous, and flips BGR to RGB
+        x[:, c] = bgr[..., 2 - c]
+    return x.div_(255)
+
+
 def preprocess(
     frames: Sequence[np.ndarray], imgsz: tuple[int, int], stride: int = 32, auto: bool = False
 ) -> torch.Tensor:
     """BGR uint8 frames of any sizes -> RGB float batch ``[B, 3, H, W]`` in [0, 1], letterboxed."""
-    auto = auto and len({f.shape for f in frames}) == 1  # one batch needs one shape
-    (w, h), (top, bottom, left, right) = letterbox_shape(frames[0].shape[:2], imgsz, stride, auto)
-    batch = torch.full((len(frames), 3, h + top + bottom, w + left + right), float(PAD_VALUE)).div_(255)
-    for i, frame in enumerate(frames):  # only the resized picture is converted; the padding is set once
-        (w, h), (top, _, left, _) = letterbox_shape(frame.shape[:2], imgsz, stride, auto)
-        if frame.shape[:2] != (h, w):
-            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
-        rgb = torch.from_numpy(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)  # [3, h, w] uint8
-        batch[i, :, top : top + h, left : left + w] = rgb.float().div_(255)
-    return batch
+    return to_tensor(letterbox(frames, imgsz, stride, auto))
 
 
 def scale_boxes(boxes: torch.Tensor, input_hw: tuple[int, int], frame_hw: tuple[int, int]) -> torch.Tensor:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -81,14 +82,14 @@ class VideoFile:
         self.expected = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         self.decoded = 0
         self.failed = 0
-        self._first = first
+        self.first = first  # [H, W, 3], also the first frame the iteration yields
         self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._decode, name="decode", daemon=True)
         self._thread.start()
 
     def _decode(self) -> None:
-        item, misses, index = (self._first, 0), 0, 0
+        item, misses, index = (self.first, 0), 0, 0
         try:
             while not self._stop.is_set():
                 if item is not None:
@@ -136,6 +137,7 @@ class LiveFrame:
     image: np.ndarray  # [H, W, 3] BGR uint8
     index: int  # 0-based count of frames the source produced (dropped ones included)
     t_capture: float  # time.monotonic() when the frame was captured
+    prepared: Any = None  # the model's input, made in the capture thread while the model was busy
 
 
 class NewestFrame:
@@ -143,19 +145,22 @@ class NewestFrame:
 
     The capture thread ``put``s every frame it decodes, overwriting the last; each reader ``wait_newer``
     than the frame it had, so it always gets the newest frame, never the same one twice, and never waits
-    behind stale ones. Handed over with a Condition: no polling.
+    behind stale ones. Handed over with a Condition: no polling. A reader says how long it will be busy
+    with the frame it takes (``busy_s``), so the capture thread knows which frames are worth decoding.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._frame: LiveFrame | None = None
         self.closed = False
-        self.readers_waiting = 0
-        self.busy_until = 0.0  # time.monotonic() when a busy reader expects to want the next frame
+        self._waiting_busy_s: list[float] = []  # one entry per reader waiting now
+        self.busy_until = 0.0  # time.monotonic() when the busy readers will want the next frame
 
     def put(self, frame: LiveFrame) -> None:
         with self._cond:
             self._frame = frame
+            if self._waiting_busy_s:  # a waiting reader takes this frame now
+                self.busy_until = time.monotonic() + max(self._waiting_busy_s)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -163,24 +168,25 @@ class NewestFrame:
             self.closed = True
             self._cond.notify_all()
 
-    def wait_newer(self, than: int, timeout: float | None = None) -> LiveFrame | None:
+    def wait_newer(self, than: int, timeout: float | None = None, busy_s: float = 0.0) -> LiveFrame | None:
         """The newest frame with ``index > than``; None once closed with nothing newer, or on timeout."""
         with self._cond:
-            self.readers_waiting += 1
+            self._waiting_busy_s.append(busy_s)
             try:
                 newer = self._cond.wait_for(
                     lambda: (self._frame is not None and self._frame.index > than) or self.closed, timeout
                 )
             finally:
-                self.readers_waiting -= 1
+                self._waiting_busy_s.remove(busy_s)
             if newer and self._frame is not None and self._frame.index > than:
+                self.busy_until = max(self.busy_until, time.monotonic() + busy_s)
                 return self._frame
             return None
 
     def wanted(self, next_frame_at: float) -> bool:
         """Whether decoding the frame just grabbed is worth it: a reader waits now, or a busy reader will be
         free before the next frame comes, so this one will be the newest it can take."""
-        return self.readers_waiting > 0 or self.busy_until <= next_frame_at
+        return bool(self._waiting_busy_s) or self.busy_until <= next_frame_at
 
 
 @dataclass
@@ -330,7 +336,9 @@ class LiveSource:
       clock at its own frame rate (times ``speed``); frames nobody took in time are dropped, as a camera's.
 
     Each frame is grabbed, but decoded (``retrieve``) only when a reader waits for it or ``decode_all`` is
-    set (the raw recording needs every frame).
+    set (the raw recording needs every frame); ``prepare(image)``, where set, makes the model's input in
+    this thread, so the model thread only runs the model. A simulated source decodes the next frame of its
+    file while the model is idle where it can: a camera costs the model no CPU time, nor should the file.
     """
 
     RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds; the last repeats
@@ -343,9 +351,12 @@ class LiveSource:
         loop: bool = False,
         on_frame: Callable[[LiveFrame], None] | None = None,
         speed: float = 1.0,
+        prepare: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
         self.spec, self.settings, self.timeout_s, self.loop, self.speed = spec, settings, timeout_s, loop, speed
         self.on_frame = on_frame  # called in the capture thread with every decoded frame (raw recording)
+        self.prepare = prepare
+        self._grab_s = 0.0  # how long decoding a frame takes, smoothed
         self.slot = NewestFrame()
         self.stats = CaptureStats()
         self._stop = threading.Event()
@@ -409,15 +420,25 @@ class LiveSource:
                 if not late and (self.decode_all or self.slot.wanted(next_frame_at=t + 1 / (self.fps * self.speed))):
                     ok, image = self.cap.retrieve()
                     if ok:
-                        frame = LiveFrame(image, index, t)
+                        frame = LiveFrame(image, index, t, self.prepare(image) if self.prepare else None)
                         if self.on_frame is not None:
                             self.on_frame(frame)
                         self.slot.put(frame)
                 index += 1
+                if self.kind == "simulated":
+                    self._wait_for_idle_model(next_due=start + index / (self.fps * self.speed))
+                t_grab = time.monotonic()
                 grabbed = self.cap.grab()
+                self._grab_s += (time.monotonic() - t_grab - self._grab_s) / 8
         finally:
             self.stats.state = "ended"
             self.slot.close()
+
+    def _wait_for_idle_model(self, next_due: float) -> None:
+        """Put off decoding the next frame until the model is done, as long as it still comes in time."""
+        wake = min(self.slot.busy_until, next_due - 2 * self._grab_s - 0.002)
+        if wake > time.monotonic():
+            self._stop.wait(wake - time.monotonic())
 
     def _record(self, t: float) -> None:
         self.stats.produced += 1

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
 from detector.detections import Detections
@@ -78,6 +80,17 @@ def _ahead(items: Iterable[T], fn: Callable[[T], U], depth: int = 4) -> Iterator
             results.get_nowait()
 
 
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 @dataclass
 class _Failure:
     error: BaseException
@@ -101,17 +114,22 @@ def run_video(
         video_sink = VideoSink(out, source.fps, source.size) if out else None
         jsonl_sink = JsonlSink(jsonl) if jsonl else None
         writer = InThread(write, name="write")
+        batch = detector.backend.batch_for_files(detector.preprocess([source.first]).shape[1:3])
+
+        def prepare(frames: list[Frame]) -> tuple[np.ndarray | torch.Tensor, tuple[list[Frame], tuple[int, int]]]:
+            prepared = detector.prepare([f.image for f in frames])
+            return prepared.x, (frames, prepared.input_hw)
+
         start = time.perf_counter()
         bar = tqdm(total=source.expected or None, unit="frame", disable=not progress, desc=source.path.name)
         try:
             # decode (thread) -> letterbox (thread) -> model, several frames in flight -> draw and write (thread)
-            prepared = _ahead(source, lambda f: (detector.preprocess([f.image]), f))
-            for raw, frame in detector.backend.stream(prepared):
-                dets = detector.postprocess(raw, detector.imgsz, [frame.image])[0]
-                writer.put((frame, dets))
-                summary.per_class.update(dets.class_name)
-                summary.frames += 1
-                bar.update()
+            for raw, (frames, input_hw) in detector.backend.stream(_ahead(_chunks(source, batch), prepare)):
+                for frame, dets in zip(frames, detector.postprocess(raw, input_hw, [f.image for f in frames])):
+                    writer.put((frame, dets))
+                    summary.per_class.update(dets.class_name)
+                    summary.frames += 1
+                    bar.update()
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:

@@ -66,6 +66,19 @@ def test_reader_wakes_on_put_and_on_close():
     assert [f.index if f else None for f in seen] == [0, None]
 
 
+def test_a_reader_is_busy_for_the_time_it_said_from_the_frame_it_took():
+    slot = NewestFrame()
+    reader = threading.Thread(target=lambda: slot.wait_newer(-1, timeout=5, busy_s=30))
+    reader.start()
+    time.sleep(0.1)
+    assert slot.wanted(next_frame_at=time.monotonic() + 1)  # waiting: decode the next frame
+    slot.put(frame(0))  # taken at once: the reader is now busy for 30 s
+    reader.join(timeout=5)
+    assert time.monotonic() + 25 < slot.busy_until < time.monotonic() + 31
+    assert not slot.wanted(next_frame_at=time.monotonic() + 1)  # nobody would take it: leave it undecoded
+    assert slot.wanted(next_frame_at=time.monotonic() + 31)  # the newest when the reader is free
+
+
 def test_simulated_live_drops_what_a_slow_reader_misses():
     source = LiveSource(CLIP).start()
     indices, last = [], -1
