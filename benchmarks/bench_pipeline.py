@@ -55,7 +55,7 @@ def bare(weights: str, video: str, imgsz: int, frames: int = 100) -> dict:
     from detector import Detector
 
     model = Detector(weights, imgsz=imgsz)
-    x = model.prepare([cv2.VideoCapture(video).read()[1]]).x
+    x = model.preprocess([cv2.VideoCapture(video).read()[1]])
     return _loop(lambda: model.backend(x), frames)
 
 

@@ -248,10 +248,6 @@ class Backend:
         for j, payload in waiting:
             yield torch.from_numpy(done.pop(j)), payload
 
-    def prepare(self, batch: np.ndarray) -> np.ndarray | torch.Tensor:
-        """Letterboxed bytes ``[B, H, W, 3]`` -> what this backend runs on, ahead of the call (in a thread)."""
-        return batch if self.takes_bytes else to_tensor(batch)
-
     def batch_for_files(self, input_hw: tuple[int, int]) -> int:
         """Frames per call for whole files. OpenVINO keeps several single-frame requests in flight instead;
         PyTorch gains from small batches of small inputs (yolo11n at 192x320 on 2 CPU cores: 67 frames/s

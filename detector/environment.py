@@ -88,3 +88,13 @@ def quiet_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def run_in_idle_time() -> None:
+    """Let the calling thread run only on CPU time nothing else wants (Linux ``SCHED_IDLE``; elsewhere
+    nothing). For helper threads of a few cores' machine: each time one of them takes a core from a
+    multi-threaded model, every other thread of the model waits for it at the next barrier."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+    except (AttributeError, OSError):
+        pass

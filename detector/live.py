@@ -50,7 +50,7 @@ class Inference(threading.Thread):
     def __init__(self, detector: Detector, source: LiveSource, on_result=None) -> None:
         super().__init__(name="model", daemon=True)
         self.detector, self.source, self.on_result = detector, source, on_result
-        source.prepare = lambda image: detector.prepare([image])  # letterboxed while we run the last frame
+        source.prepare = lambda image: detector.preprocess([image])  # letterboxed while we run the last frame
         self.latest: Result | None = None
         self.count = 0
         self.dropped = 0  # frames captured but never given to the model
@@ -75,8 +75,8 @@ class Inference(threading.Thread):
                 self.dropped += frame.index - last - 1 if last >= 0 else frame.index
                 last = frame.index
                 start = time.perf_counter()
-                prepared = frame.prepared or self.detector.prepare([frame.image])
-                dets = self.detector.detect_prepared(prepared, [frame.image])[0]
+                x = frame.letterboxed if frame.letterboxed is not None else self.detector.preprocess([frame.image])
+                dets = self.detector.postprocess(self.detector.backend(x), x.shape[1:3], [frame.image])[0]
                 self.times_ms.append((time.perf_counter() - start) * 1e3)
                 self.latest = Result(frame, dets, self.times_ms[-1])
                 self.count += 1

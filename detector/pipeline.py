@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +47,6 @@ def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) 
             sample = ", ".join(list(names.values())[:6])
             raise DetectorError(f"class '{key}' is not one of the model's {len(names)} classes ({sample}, ...)")
     return ids
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A batch ready for the backend, and the letterboxed size its boxes come back in."""
-
-    x: np.ndarray | torch.Tensor  # [B, H, W, 3] uint8 (OpenVINO) or [B, 3, H, W] float
-    input_hw: tuple[int, int]
 
 
 class Detector:
@@ -105,14 +96,6 @@ class Detector:
         """Frames -> the letterboxed batch ``[B, H, W, 3]`` (BGR uint8) that ``backend`` takes."""
         return letterbox(frames, self.imgsz, self.backend.stride, auto=self.backend.fixed_imgsz is None)
 
-    def prepare(self, frames: Sequence[np.ndarray]) -> Prepared:
-        """Everything before the model, for a thread to do ahead: letterbox, then the backend's conversion."""
-        x = self.preprocess(frames)
-        return Prepared(self.backend.prepare(x), x.shape[1:3])
-
-    def detect_prepared(self, prepared: Prepared, frames: Sequence[np.ndarray]) -> list[Detections]:
-        return self.postprocess(self.backend(prepared.x), prepared.input_hw, frames)
-
     def postprocess(
         self, raw: torch.Tensor, input_hw: tuple[int, int], frames: Sequence[np.ndarray]
     ) -> list[Detections]:
@@ -136,4 +119,5 @@ class Detector:
     def __call__(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
-        return self.detect_prepared(self.prepare(frames), frames)
+        x = self.preprocess(frames)  # [B, H, W, 3]
+        return self.postprocess(self.backend(x), x.shape[1:3], frames)

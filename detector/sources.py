@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from detector import environment
 from detector.environment import quiet_stderr
 from detector.errors import DetectorError
 
@@ -89,6 +89,7 @@ class VideoFile:
         self._thread.start()
 
     def _decode(self) -> None:
+        environment.run_in_idle_time()
         item, misses, index = (self.first, 0), 0, 0
         try:
             while not self._stop.is_set():
@@ -137,7 +138,7 @@ class LiveFrame:
     image: np.ndarray  # [H, W, 3] BGR uint8
     index: int  # 0-based count of frames the source produced (dropped ones included)
     t_capture: float  # time.monotonic() when the frame was captured
-    prepared: Any = None  # the model's input, made in the capture thread while the model was busy
+    letterboxed: np.ndarray | None = None  # [1, h, w, 3] for the model, made in the capture thread
 
 
 class NewestFrame:
@@ -351,7 +352,7 @@ class LiveSource:
         loop: bool = False,
         on_frame: Callable[[LiveFrame], None] | None = None,
         speed: float = 1.0,
-        prepare: Callable[[np.ndarray], Any] | None = None,
+        prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.spec, self.settings, self.timeout_s, self.loop, self.speed = spec, settings, timeout_s, loop, speed
         self.on_frame = on_frame  # called in the capture thread with every decoded frame (raw recording)
@@ -399,6 +400,8 @@ class LiveSource:
         self.cap.release()
 
     def _run(self) -> None:
+        if self.kind == "simulated":
+            environment.run_in_idle_time()  # a camera costs the model no CPU: decoding the file should not either
         index, start = 0, time.monotonic()
         self.t_start = start  # simulated live: frame i is due at t_start + i / (fps * speed)
         grabbed = True  # the constructor grabbed the first frame

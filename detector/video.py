@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from detector import environment
 from detector.detections import Detections
 from detector.pipeline import Detector
 from detector.render import draw_detections
@@ -59,6 +59,7 @@ def _ahead(items: Iterable[T], fn: Callable[[T], U], depth: int = 4) -> Iterator
     stop = threading.Event()
 
     def work() -> None:
+        environment.run_in_idle_time()
         try:
             for item in items:
                 if stop.is_set():
@@ -116,9 +117,9 @@ def run_video(
         writer = InThread(write, name="write")
         batch = detector.backend.batch_for_files(detector.preprocess([source.first]).shape[1:3])
 
-        def prepare(frames: list[Frame]) -> tuple[np.ndarray | torch.Tensor, tuple[list[Frame], tuple[int, int]]]:
-            prepared = detector.prepare([f.image for f in frames])
-            return prepared.x, (frames, prepared.input_hw)
+        def prepare(frames: list[Frame]) -> tuple[np.ndarray, tuple[list[Frame], tuple[int, int]]]:
+            x = detector.preprocess([f.image for f in frames])  # [B, H, W, 3]
+            return x, (frames, x.shape[1:3])
 
         start = time.perf_counter()
         bar = tqdm(total=source.expected or None, unit="frame", disable=not progress, desc=source.path.name)
