@@ -106,11 +106,11 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.realtime:
         from detector.video import run_video_realtime
 
-        lines = run_video_realtime(detector, args.path, out, jsonl)
-        print(f"video: {out}\ndetections: {jsonl}\n" + "\n".join(lines))
+        lines = run_video_realtime(detector, args.path, None if args.no_video else out, jsonl)
+        print(f"video: {out}\n" * (not args.no_video) + f"detections: {jsonl}\n" + "\n".join(lines))
         return 0
-    summary = run_video(detector, args.path, out, jsonl, progress=not args.quiet)
-    print(f"video: {out}\ndetections: {jsonl}")
+    summary = run_video(detector, args.path, None if args.no_video else out, jsonl, progress=not args.quiet)
+    print(f"video: {out}\n" * (not args.no_video) + f"detections: {jsonl}")
     print("\n".join(summary.lines()))
     return 130 if summary.interrupted else 0
 
@@ -304,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.jsonl",
         help="one JSON line per frame: frame, time_s, detections (default: beside --out)",
     )
+    p.add_argument("--no-video", action="store_true", help="write only the JSON lines: no drawing or encoding (faster)")
     add_file_run_options(p)
     add_model_options(p)
     p.set_defaults(run=cmd_video)

@@ -417,6 +417,7 @@ class LiveSource:
                         self._stop.wait(due - t)
                         t = time.monotonic()
                     late = t - due > 1 / (self.fps * self.speed)  # behind: let this one go undecoded
+                    t = due  # when a camera would have captured it: our own delays count in the latency
                 else:
                     late = False
                 self._record(t)

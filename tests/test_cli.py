@@ -130,6 +130,15 @@ def test_video_default_outputs(tmp_path):
     assert (tmp_path / "runs/video/clip.mp4").exists() and (tmp_path / "runs/video/clip.jsonl").exists()
 
 
+def test_video_without_the_annotated_video(tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", frames=4)
+    result = detector("video", str(clip), "--quiet", "--no-video", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "runs/video/clip.mp4").exists() and "video:" not in result.stdout
+    lines = (tmp_path / "runs/video/clip.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == [0, 1, 2, 3]
+
+
 def test_imgsz_not_multiple_of_32_is_rounded_up(tmp_path):
     result = detector("image", BUS, "--weights", "yolo11n.yaml", "--imgsz", "500", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr

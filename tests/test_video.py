@@ -4,6 +4,9 @@ what the Detector gives frame by frame."""
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 
 import cv2
 import pytest
@@ -13,6 +16,8 @@ from test_cli import ZIDANE, make_video
 
 from detector import Detector
 from detector.pipeline import DEFAULT_WEIGHTS
+from detector.sinks import InThread
+from detector.sources import LiveSource, VideoFile
 from detector.video import run_video
 
 
@@ -41,3 +46,21 @@ def test_video_equals_the_detector_frame_by_frame(weights, imgsz, batch, tmp_pat
         assert [d["class_name"] for d in line["detections"]] == expected.class_name
         boxes += len(got)
     assert boxes >= 14, "too few boxes to compare"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_helper_threads_run_in_idle_time_and_the_model_thread_does_not(tmp_path):
+    """Decoding, letterboxing and writing take only CPU time the model leaves: on 2 cores, each time one of
+    them took a core from a multi-threaded model, the model's other thread waited for it at a barrier."""
+    clip = make_video(tmp_path / "clip.mp4", frames=30)
+    source, live = VideoFile(clip), LiveSource(str(clip)).start()  # a file; a file replayed as a camera
+    writer = InThread(lambda item: None, name="write")
+    try:
+        time.sleep(0.2)
+        policies = {t.name: os.sched_getscheduler(t.native_id) for t in threading.enumerate() if t.is_alive()}
+        assert policies["decode"] == policies["capture"] == policies["write"] == os.SCHED_IDLE
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller, who runs the model
+    finally:
+        writer.close()
+        source.close()
+        live.stop()
