@@ -203,6 +203,9 @@ class LiveRun:
         # otherwise stall every thread for tens of milliseconds, now and then, in the middle of a frame
         gc.collect()
         gc.freeze()
+        # the first call allocates and tunes: done now, it would drop the first frames and skew the
+        # frame rate the recordings measure over their first second
+        self.detector([np.full((*self.detector.imgsz, 3), 114, np.uint8)])
         self.source.start()
         self.inference.start()
         self.started = time.monotonic()
