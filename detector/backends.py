@@ -110,7 +110,7 @@ def _openvino_core():
 
 
 class Backend:
-    """Weights behind one call: ``backend(x [B, 3, H, W]) -> raw head output``."""
+    """Weights behind one call: ``backend(x) -> raw head output``, ``x`` letterboxed bytes or floats."""
 
     def __init__(
         self,
@@ -217,8 +217,8 @@ class Backend:
         outputs = []
         for image in batch:  # OpenVINO exports take one image per call
             self._request.infer({0: image[None]})
-            outputs.append(torch.from_numpy(self._request.get_output_tensor(0).data.copy()))
-        return torch.cat(outputs)
+            outputs.append(self._request.get_output_tensor(0).data.copy())  # the request reuses its memory
+        return torch.from_numpy(outputs[0] if len(outputs) == 1 else np.concatenate(outputs))
 
     def stream(self, items: Iterable[tuple[np.ndarray, T]]) -> Iterator[tuple[torch.Tensor, T]]:
         """``(x, payload)`` pairs -> ``(raw, payload)`` pairs, in order, as fast as the backend goes.
@@ -250,8 +250,8 @@ class Backend:
 
     def batch_for_files(self, input_hw: tuple[int, int]) -> int:
         """Frames per call for whole files. OpenVINO keeps several single-frame requests in flight instead;
-        PyTorch gains from small batches of small inputs (yolo11n at 192x320 on 2 CPU cores: 67 frames/s
-        one by one, 120 in fours; none at 384x640) and on a GPU."""
+        PyTorch gains from small batches of small inputs (yolo11n at 192x320 on 2 CPU cores: 14.0 ms a frame
+        one by one, 10.3 in fours, benchmarks/bench_stages.py; no gain at 384x640) and on a GPU."""
         small = input_hw[0] * input_hw[1] <= 320 * 320
         return 4 if self.format == "pt" and (small or self.device.type == "cuda") else 1
 

@@ -75,8 +75,7 @@ class Inference(threading.Thread):
                 self.dropped += frame.index - last - 1 if last >= 0 else frame.index
                 last = frame.index
                 start = time.perf_counter()
-                x = frame.letterboxed if frame.letterboxed is not None else self.detector.preprocess([frame.image])
-                dets = self.detector.postprocess(self.detector.backend(x), x.shape[1:3], [frame.image])[0]
+                dets = self.detector([frame.image], frame.letterboxed)[0]
                 self.times_ms.append((time.perf_counter() - start) * 1e3)
                 self.latest = Result(frame, dets, self.times_ms[-1])
                 self.count += 1

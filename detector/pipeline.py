@@ -116,8 +116,11 @@ class Detector:
             out.append(Detections.from_rows(r, self.names))
         return out
 
-    def __call__(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
+    def __call__(
+        self, frames: np.ndarray | Sequence[np.ndarray], letterboxed: np.ndarray | None = None
+    ) -> list[Detections]:
+        """``letterboxed``: ``preprocess(frames)``, where another thread already made it."""
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
-        x = self.preprocess(frames)  # [B, H, W, 3]
+        x = self.preprocess(frames) if letterboxed is None else letterboxed  # [B, H, W, 3]
         return self.postprocess(self.backend(x), x.shape[1:3], frames)

@@ -15,8 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detector import environment
-from detector.environment import quiet_stderr
+from detector.environment import quiet_stderr, run_in_idle_time
 from detector.errors import DetectorError
 
 
@@ -150,7 +149,7 @@ class InThread:
         self._thread.start()
 
     def _run(self) -> None:
-        environment.run_in_idle_time()  # writing never takes a core from the model
+        run_in_idle_time()  # writing never takes a core from the model
         while (item := self._inbox.get()) is not _END:
             if self.error is None:  # after an error, keep draining so producers never block
                 try:

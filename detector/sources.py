@@ -14,8 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector import environment
-from detector.environment import quiet_stderr
+from detector.environment import quiet_stderr, run_in_idle_time
 from detector.errors import DetectorError
 
 SAMPLE_VIDEO = Path(__file__).resolve().parent / "assets" / "people.mp4"  # CC BY 4.0, see assets/README.md
@@ -89,7 +88,7 @@ class VideoFile:
         self._thread.start()
 
     def _decode(self) -> None:
-        environment.run_in_idle_time()
+        run_in_idle_time()
         item, misses, index = (self.first, 0), 0, 0
         try:
             while not self._stop.is_set():
@@ -401,7 +400,7 @@ class LiveSource:
 
     def _run(self) -> None:
         if self.kind == "simulated":
-            environment.run_in_idle_time()  # a camera costs the model no CPU: decoding the file should not either
+            run_in_idle_time()  # a camera costs the model no CPU: decoding the file should not either
         index, start = 0, time.monotonic()
         self.t_start = start  # simulated live: frame i is due at t_start + i / (fps * speed)
         grabbed = True  # the constructor grabbed the first frame

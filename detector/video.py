@@ -19,8 +19,8 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from detector import environment
 from detector.detections import Detections
+from detector.environment import run_in_idle_time
 from detector.pipeline import Detector
 from detector.render import draw_detections
 from detector.sinks import InThread, JsonlSink, VideoSink
@@ -59,7 +59,7 @@ def _ahead(items: Iterable[T], fn: Callable[[T], U], depth: int = 4) -> Iterator
     stop = threading.Event()
 
     def work() -> None:
-        environment.run_in_idle_time()
+        run_in_idle_time()
         try:
             for item in items:
                 if stop.is_set():
