@@ -57,11 +57,18 @@ class Inference(threading.Thread):
         self.times_ms: deque[float] = deque(maxlen=60)
         self.paused = threading.Event()
         self.stop = threading.Event()
+        self.ready = threading.Event()  # warmed up: the source may start
         self.error: BaseException | None = None
 
     def run(self) -> None:
         last = -1
         try:
+            # the first call allocates and tunes: done now, it would drop the first frames and skew the
+            # frame rate the recordings measure over their first second. In this thread: PyTorch's CPU
+            # threads belong to the thread that first calls it (yolo11n.pt at 320 on 2 cores ran at 41
+            # frames/s after a warm-up in the main thread, 52-63 without)
+            self.detector([np.full((*self.detector.imgsz, 3), 114, np.uint8)])
+            self.ready.set()
             while not self.stop.is_set():
                 # say how long we will be busy: the capture thread decodes again just before we are free
                 busy_s = sum(self.times_ms) / len(self.times_ms) / 1e3 if self.times_ms else 0.0
@@ -83,6 +90,8 @@ class Inference(threading.Thread):
                     self.on_result(self.latest)
         except BaseException as e:  # re-raised by the main thread
             self.error = e
+        finally:
+            self.ready.set()
 
     def rate(self) -> float:
         return 1e3 / (sum(self.times_ms) / len(self.times_ms)) if self.times_ms else 0.0
@@ -202,11 +211,9 @@ class LiveRun:
         # otherwise stall every thread for tens of milliseconds, now and then, in the middle of a frame
         gc.collect()
         gc.freeze()
-        # the first call allocates and tunes: done now, it would drop the first frames and skew the
-        # frame rate the recordings measure over their first second
-        self.detector([np.full((*self.detector.imgsz, 3), 114, np.uint8)])
-        self.source.start()
         self.inference.start()
+        self.inference.ready.wait()  # warmed up before the first frame comes
+        self.source.start()
         self.started = time.monotonic()
         # Ctrl-C and SIGTERM end the loops like q does, instead of an exception at a random point
         previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from test_cli import assert_bad_input, cli_env, detector, read_video
 
+from detector import Detector
+from detector.live import LiveOutputs, LiveRun
 from detector.render import class_color
 from detector.sources import SAMPLE_VIDEO, LiveFrame, LiveSource, NewestFrame
 
@@ -120,6 +122,26 @@ def test_headless_outputs(tmp_path):
     results_fps = (len(lines) - 1) / (lines[-1]["t_capture"] - lines[0]["t_capture"])
     assert abs(annotated_fps / results_fps - 1) < 0.25  # plays as long as it ran (a slow first call skewed it)
     assert "latency capture->shown p50" in result.stdout
+
+
+def test_the_model_runs_in_its_own_thread_only_warmed_up_before_the_first_frame(tmp_path, monkeypatch):
+    """PyTorch's CPU threads belong to the thread that first calls it: a warm-up call in the main thread left
+    yolo11n.pt at 320 a third slower in the model thread (benchmarks/RESULTS.md)."""
+    calls = []
+    real_call = Detector.__call__
+
+    def recording_call(self, frames, letterboxed=None):
+        calls.append((threading.current_thread().name, letterboxed is not None))
+        return real_call(self, frames, letterboxed)
+
+    monkeypatch.setattr(Detector, "__call__", recording_call)
+    source = LiveSource(CLIP)
+    run = LiveRun(Detector(), source, LiveOutputs(jsonl=tmp_path / "d.jsonl"), show=False, duration_s=1.5)
+    assert run.run() == 0
+    assert len(calls) >= 3 and {name for name, _ in calls} == {"model"}
+    assert calls[0] == ("model", False)  # the warm-up: a grey frame, before the source started
+    assert all(from_capture for _, from_capture in calls[1:])  # camera frames, letterboxed by the capture thread
+    assert run.inference.count == len(calls) - 1 == len((tmp_path / "d.jsonl").read_text().splitlines())
 
 
 def test_interrupt_keeps_outputs(tmp_path):
