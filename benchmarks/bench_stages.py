@@ -6,6 +6,8 @@
   float /255) against our letterbox to bytes (what OpenVINO takes) and our float path (PyTorch);
 - yolo11n.pt forward at 320 (192x320 input) per frame: Ultralytics' thread setting (cpu_count - 1) one
   frame at a time, against every core and batches of 4 (what `detector video` does);
+- OpenVINO FP32 at 320 (yolo11n.pt exported by Ultralytics) per frame: Ultralytics' AutoBackend one frame
+  at a time (LATENCY), against our throughput mode with requests of 1 and of 4 frames in flight;
 - one full garbage collection with the libraries loaded (what `gc.freeze` keeps out of live runs).
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import torch
+from bench_pipeline import export_openvino
 
 import detector  # noqa: F401  (quiet, offline Ultralytics before anything loads it)
 from detector import Detector
@@ -69,6 +73,25 @@ def main() -> None:
     for name, x in (("forward at 320, every core, 1 frame", x1), ("forward at 320, every core, batches of 4", x4)):
         t = ms(lambda x=x: model.backend(x), repeat // 2) / len(x)
         print(f"| {name} (per frame) | {base:.2f} | {t:.2f} | {t / base:.2f}x |")
+
+    with tempfile.TemporaryDirectory() as folder:
+        ir = export_openvino(str(REPO / "weights" / "yolo11n.pt"), 320, folder)["path"]
+        theirs = Detector(ir).backend
+        x = preprocess([frame], (320, 320))  # [1, 3, 320, 320]
+        base = ms(lambda: theirs.model(x), repeat)
+        for batch in (1, 4):
+            ours = Detector(ir)  # throughput mode at batch 1 unless batch_for_files picks more
+            assert batch == 1 or ours.backend.batch_for_files((320, 320)) == batch
+            x = letterbox([frame] * batch, (320, 320))  # [B, 320, 320, 3]
+            items = [(x, None)] * (repeat // batch)
+            for _ in ours.backend.stream(items[:4]):  # warm-up
+                pass
+            start = time.perf_counter()
+            for _ in ours.backend.stream(items):
+                pass
+            t = (time.perf_counter() - start) / (len(items) * batch) * 1e3
+            name = f"OpenVINO FP32 forward at 320, throughput mode, {batch} frame(s) a request (per frame)"
+            print(f"| {name} | {base:.2f} | {t:.2f} | {t / base:.2f}x |")
 
     start = time.perf_counter()
     gc.collect()

@@ -170,6 +170,7 @@ class Backend:
         self.topk_in_graph = self.end2end and self.format != "pt"
         self._openvino_xml = _openvino_xml(name) if self.format == "openvino" else None
         self._compiled = self._request = None  # our OpenVINO model taking bytes, compiled on first use
+        self._throughput = None  # the same in throughput mode for files, when batched (batch_for_files)
 
     def resize(self, imgsz: tuple[int, int]) -> bool:
         """Give a static export another input size; True where the format allows it (OpenVINO)."""
@@ -182,7 +183,7 @@ class Backend:
         except RuntimeError:
             return False
         self.fixed_imgsz = imgsz
-        self._compiled = self._request = None
+        self._compiled = self._request = self._throughput = None
         return True
 
     @property
@@ -190,16 +191,19 @@ class Backend:
         """Whether letterboxed uint8 frames go into the model as they are (OpenVINO on the CPU)."""
         return self._openvino_xml is not None and self.device.type == "cpu"
 
-    def _compile_openvino(self, imgsz: tuple[int, int] | None, hint: str, takes_bytes: bool = True):
-        """The IR at ``imgsz``; with ``takes_bytes`` it takes letterboxed BGR bytes ``[1, H, W, 3]``, the
-        conversion to RGB floats in [0, 1] (what ``to_tensor`` does) running inside OpenVINO's graph."""
+    def _compile_openvino(self, imgsz: tuple[int, int] | None, hint: str, takes_bytes: bool = True, batch: int = 1):
+        """The IR at ``imgsz`` and ``batch``; with ``takes_bytes`` it takes letterboxed BGR bytes ``[B, H, W, 3]``,
+        the conversion to RGB floats in [0, 1] (what ``to_tensor`` does) running inside OpenVINO's graph.
+        RuntimeError where the IR cannot take that shape."""
         import openvino as ov
         from openvino.preprocess import ColorFormat, PrePostProcessor
 
         core = _openvino_core()
         model = core.read_model(self._openvino_xml)
-        if imgsz is not None and model.input(0).partial_shape.is_static and tuple(model.input(0).shape)[2:] != imgsz:
-            model.reshape([1, 3, *imgsz])
+        if model.input(0).partial_shape.is_static:  # dynamic IRs take any shape as they are
+            shape = (batch, 3, *(imgsz or tuple(model.input(0).shape)[2:]))
+            if tuple(model.input(0).shape) != shape:
+                model.reshape(list(shape))
         if not takes_bytes:
             return core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint})
         ppp = PrePostProcessor(model)
@@ -224,8 +228,8 @@ class Backend:
         """``(x, payload)`` pairs -> ``(raw, payload)`` pairs, in order, as fast as the backend goes.
 
         Throughput mode for files: OpenVINO runs its THROUGHPUT configuration with several requests in
-        flight (one per CPU stream), so one frame's inference overlaps the next one's; other backends
-        run one call at a time (batch the items to gain there).
+        flight (one per CPU stream), so one batch's inference overlaps the next one's; other backends
+        run one call at a time. Batches of ``batch_for_files`` frames; a shorter last one is fine.
         """
         if not self.takes_bytes:
             for x, payload in items:
@@ -233,26 +237,39 @@ class Backend:
             return
         import openvino as ov
 
-        compiled = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
+        compiled = self._throughput or self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
+        batch = compiled.input(0).partial_shape[0]
+        batch = batch.get_length() if batch.is_static else None
         requests = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         done: dict[int, np.ndarray] = {}
         requests.set_callback(lambda request, i: done.__setitem__(i, request.get_output_tensor(0).data.copy()))
-        waiting: deque[tuple[int, T]] = deque()
+        waiting: deque[tuple[int, int, T]] = deque()
         for i, (x, payload) in enumerate(items):
+            n = len(x)
+            if batch is not None and n < batch:  # a static batch: fill the last one up, keep n outputs
+                x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
             requests.start_async({0: x}, userdata=i)  # blocks while every request is busy
-            waiting.append((i, payload))
+            waiting.append((i, n, payload))
             while waiting and waiting[0][0] in done:
-                j, first = waiting.popleft()
-                yield torch.from_numpy(done.pop(j)), first
+                j, n, first = waiting.popleft()
+                yield torch.from_numpy(done.pop(j)[:n]), first
         requests.wait_all()
-        for j, payload in waiting:
-            yield torch.from_numpy(done.pop(j)), payload
+        for j, n, payload in waiting:
+            yield torch.from_numpy(done.pop(j)[:n]), payload
 
     def batch_for_files(self, input_hw: tuple[int, int]) -> int:
-        """Frames per call for whole files. OpenVINO keeps several single-frame requests in flight instead;
-        PyTorch gains from small batches of small inputs (yolo11n at 192x320 on 2 CPU cores: 14.0 ms a frame
-        one by one, 10.3 in fours, benchmarks/bench_stages.py; no gain at 384x640) and on a GPU."""
+        """Frames per call for whole files (``stream``). Small inputs go in fours: yolo11n at 192x320 on 2
+        CPU cores takes 14.0 ms a frame in PyTorch one by one, 10.3 in fours; OpenVINO FP32 at 320x320 in
+        throughput mode 6.7 ms, 5.5-5.9 in fours (benchmarks/bench_stages.py). No gain at 640. OpenVINO IRs
+        that cannot take four (constant shapes inside, as in the bundled INT8 one) stay at one."""
         small = input_hw[0] * input_hw[1] <= 320 * 320
+        if self.takes_bytes:
+            if small and self._throughput is None:
+                try:
+                    self._throughput = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT", batch=4)
+                except RuntimeError:
+                    pass
+            return 4 if self._throughput is not None else 1
         return 4 if self.format == "pt" and (small or self.device.type == "cuda") else 1
 
     @torch.inference_mode()

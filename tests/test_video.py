@@ -21,14 +21,29 @@ from detector.sources import LiveSource, VideoFile
 from detector.video import run_video
 
 
+@pytest.fixture(scope="module")
+def fp32_openvino_320(tmp_path_factory) -> str:
+    """yolo11n.pt exported by Ultralytics to OpenVINO FP32 at 320 x 320: an IR that takes batches of 4."""
+    from ultralytics import YOLO
+
+    folder = tmp_path_factory.mktemp("fp32")
+    weights = folder / "yolo11n.pt"
+    weights.write_bytes((REPO / "weights" / "yolo11n.pt").read_bytes())
+    return YOLO(str(weights)).export(format="openvino", imgsz=320)
+
+
 @pytest.mark.parametrize(
     "weights, imgsz, batch",
     [
         (str(DEFAULT_WEIGHTS), None, 1),  # square 640, two OpenVINO requests in flight
+        (str(DEFAULT_WEIGHTS), 320, 1),  # small, but this IR cannot take batches: one frame per request
+        ("fp32_openvino_320", None, 4),  # OpenVINO requests of 4 frames in flight
         (str(REPO / "weights" / "yolo11n.pt"), 320, 4),  # rectangular 256x320 input, batches of 4
     ],
 )
-def test_video_equals_the_detector_frame_by_frame(weights, imgsz, batch, tmp_path):
+def test_video_equals_the_detector_frame_by_frame(weights, imgsz, batch, tmp_path, request):
+    if weights == "fp32_openvino_320":
+        weights = request.getfixturevalue(weights)
     clip = make_video(tmp_path / "clip.mp4", frames=4 * 3 + 2, source=ZIDANE)  # a last, shorter batch
     model = Detector(weights, imgsz=imgsz)
     assert model.backend.batch_for_files(model.preprocess([cv2.imread(ZIDANE)[:360, :480]]).shape[1:3]) == batch
