@@ -15,6 +15,7 @@ from conftest import REPO
 from test_cli import ZIDANE, make_video
 
 from detector import Detector
+from detector.backends import Backend
 from detector.pipeline import DEFAULT_WEIGHTS
 from detector.sinks import InThread
 from detector.sources import LiveSource, VideoFile
@@ -36,7 +37,6 @@ def fp32_openvino_320(tmp_path_factory) -> str:
     "weights, imgsz, batch",
     [
         (str(DEFAULT_WEIGHTS), None, 1),  # square 640, two OpenVINO requests in flight
-        (str(DEFAULT_WEIGHTS), 320, 1),  # small, but this IR cannot take batches: one frame per request
         ("fp32_openvino_320", None, 4),  # OpenVINO requests of 4 frames in flight
         (str(REPO / "weights" / "yolo11n.pt"), 320, 4),  # rectangular 256x320 input, batches of 4
     ],
@@ -61,6 +61,23 @@ def test_video_equals_the_detector_frame_by_frame(weights, imgsz, batch, tmp_pat
         assert [d["class_name"] for d in line["detections"]] == expected.class_name
         boxes += len(got)
     assert boxes >= 14, "too few boxes to compare"
+
+
+def test_openvino_irs_that_cannot_take_batches_get_one_frame_a_request(fp32_openvino_320, monkeypatch):
+    """Some IRs hold constant shapes (the bundled INT8 one cannot even be reshaped): those stay at one."""
+    model = Detector(fp32_openvino_320)
+    compile_openvino = Backend._compile_openvino
+
+    def only_single_frames(self, imgsz, hint, takes_bytes=True, batch=1):
+        if batch != 1:
+            raise RuntimeError("Check 'backward_compatible_check' failed: incompatible shape")
+        return compile_openvino(self, imgsz, hint, takes_bytes, batch)
+
+    monkeypatch.setattr(Backend, "_compile_openvino", only_single_frames)
+    assert model.backend.batch_for_files((320, 320)) == 1
+    frames = [cv2.imread(ZIDANE), cv2.imread(ZIDANE)[:, ::-1]]
+    got = [raw for raw, _ in model.backend.stream((model.preprocess([f]), None) for f in frames)]
+    assert all(torch.allclose(raw, model.backend(model.preprocess([f])), atol=1e-2) for raw, f in zip(got, frames))
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
