@@ -170,7 +170,7 @@ class Backend:
         self.topk_in_graph = self.end2end and self.format != "pt"
         self._openvino_xml = _openvino_xml(name) if self.format == "openvino" else None
         self._compiled = self._request = None  # our OpenVINO model taking bytes, compiled on first use
-        self._throughput = None  # the same in throughput mode for files, when batched (batch_for_files)
+        self._throughput = None  # the same in throughput mode for files (prepare_stream)
 
     def resize(self, imgsz: tuple[int, int]) -> bool:
         """Give a static export another input size; True where the format allows it (OpenVINO)."""
@@ -229,7 +229,7 @@ class Backend:
 
         Throughput mode for files: OpenVINO runs its THROUGHPUT configuration with several requests in
         flight (one per CPU stream), so one batch's inference overlaps the next one's; other backends
-        run one call at a time. Batches of ``batch_for_files`` frames; a shorter last one is fine.
+        run one call at a time. Items of ``prepare_stream`` frames; a shorter last one is fine.
         """
         if not self.takes_bytes:
             for x, payload in items:
@@ -257,20 +257,26 @@ class Backend:
         for j, n, payload in waiting:
             yield torch.from_numpy(done.pop(j)[:n]), payload
 
-    def batch_for_files(self, input_hw: tuple[int, int]) -> int:
-        """Frames per call for whole files (``stream``). Small inputs go in fours: yolo11n at 192x320 on 2
-        CPU cores takes 14.0 ms a frame in PyTorch one by one, 10.3 in fours; OpenVINO FP32 at 320x320 in
-        throughput mode 6.7 ms, 5.5-5.9 in fours (benchmarks/bench_stages.py). No gain at 640. OpenVINO IRs
-        that cannot take four (constant shapes inside, as in the bundled INT8 one) stay at one."""
+    def prepare_stream(self, input_hw: tuple[int, int]) -> int:
+        """Get ``stream`` ready for inputs of ``input_hw`` (OpenVINO compiles its throughput model now, not
+        while the first frames wait) and say how many frames each of its items should hold.
+
+        Small inputs go in fours: yolo11n at 192x320 on 2 CPU cores takes 14.0 ms a frame in PyTorch one by
+        one, 10.3 in fours; OpenVINO FP32 at 320x320 in throughput mode 8.2-9.6 ms, 5.7-5.9 in fours
+        (benchmarks/bench_stages.py). No gain at 640. OpenVINO IRs that cannot take four (constant shapes
+        inside, as in the bundled INT8 one) stay at one."""
         small = input_hw[0] * input_hw[1] <= 320 * 320
-        if self.takes_bytes:
-            if small and self._throughput is None:
-                try:
-                    self._throughput = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT", batch=4)
-                except RuntimeError:
-                    pass
-            return 4 if self._throughput is not None else 1
-        return 4 if self.format == "pt" and (small or self.device.type == "cuda") else 1
+        if not self.takes_bytes:
+            return 4 if self.format == "pt" and (small or self.device.type == "cuda") else 1
+        if self._throughput is None and small:
+            try:
+                self._throughput = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT", batch=4)
+            except RuntimeError:
+                pass
+        if self._throughput is None:
+            self._throughput = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
+        batch = self._throughput.input(0).partial_shape[0]  # dynamic IRs take any batch
+        return batch.get_length() if batch.is_static else 4 if small else 1
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -115,7 +115,7 @@ def run_video(
         video_sink = VideoSink(out, source.fps, source.size) if out else None
         jsonl_sink = JsonlSink(jsonl) if jsonl else None
         writer = InThread(write, name="write")
-        batch = detector.backend.batch_for_files(detector.preprocess([source.first]).shape[1:3])
+        batch = detector.backend.prepare_stream(detector.preprocess([source.first]).shape[1:3])
 
         def prepare(frames: list[Frame]) -> tuple[np.ndarray, tuple[list[Frame], tuple[int, int]]]:
             x = detector.preprocess([f.image for f in frames])  # [B, H, W, 3]

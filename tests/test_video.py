@@ -46,7 +46,7 @@ def test_video_equals_the_detector_frame_by_frame(weights, imgsz, batch, tmp_pat
         weights = request.getfixturevalue(weights)
     clip = make_video(tmp_path / "clip.mp4", frames=4 * 3 + 2, source=ZIDANE)  # a last, shorter batch
     model = Detector(weights, imgsz=imgsz)
-    assert model.backend.batch_for_files(model.preprocess([cv2.imread(ZIDANE)[:360, :480]]).shape[1:3]) == batch
+    assert model.backend.prepare_stream(model.preprocess([cv2.imread(ZIDANE)[:360, :480]]).shape[1:3]) == batch
     summary = run_video(model, clip, tmp_path / "out.mp4", tmp_path / "d.jsonl", progress=False)
     lines = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert summary.frames == len(lines) == 14
@@ -74,7 +74,7 @@ def test_openvino_irs_that_cannot_take_batches_get_one_frame_a_request(fp32_open
         return compile_openvino(self, imgsz, hint, takes_bytes, batch)
 
     monkeypatch.setattr(Backend, "_compile_openvino", only_single_frames)
-    assert model.backend.batch_for_files((320, 320)) == 1
+    assert model.backend.prepare_stream((320, 320)) == 1
     frames = [cv2.imread(ZIDANE), cv2.imread(ZIDANE)[:, ::-1]]
     got = [raw for raw, _ in model.backend.stream((model.preprocess([f]), None) for f in frames)]
     assert all(torch.allclose(raw, model.backend(model.preprocess([f])), atol=1e-2) for raw, f in zip(got, frames))
