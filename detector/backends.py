@@ -261,8 +261,8 @@ class Backend:
         """Get ``stream`` ready for inputs of ``input_hw`` (OpenVINO compiles its throughput model now, not
         while the first frames wait) and say how many frames each of its items should hold.
 
-        Small inputs go in fours: yolo11n at 192x320 on 2 CPU cores takes 14.0 ms a frame in PyTorch one by
-        one, 10.3 in fours; OpenVINO FP32 at 320x320 in throughput mode 8.2-9.6 ms, 5.7-5.9 in fours
+        Small inputs go in fours: yolo11n at 192x320 on 2 CPU cores takes 13-15 ms a frame in PyTorch one by
+        one, 8-10 in fours; OpenVINO FP32 at 320x320 in throughput mode 5.7-6.2 ms, 5.5-5.7 in fours
         (benchmarks/bench_stages.py). No gain at 640. OpenVINO IRs that cannot take four (constant shapes
         inside, as in the bundled INT8 one) stay at one."""
         small = input_hw[0] * input_hw[1] <= 320 * 320
