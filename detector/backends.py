@@ -109,6 +109,12 @@ def _openvino_core():
     return ov.Core()
 
 
+def _static_batch(compiled) -> int | None:
+    """The batch size a compiled OpenVINO model takes; None where it takes any."""
+    batch = compiled.input(0).partial_shape[0]
+    return batch.get_length() if batch.is_static else None
+
+
 class Backend:
     """Weights behind one call: ``backend(x) -> raw head output``, ``x`` letterboxed bytes or floats."""
 
@@ -238,8 +244,7 @@ class Backend:
         import openvino as ov
 
         compiled = self._throughput or self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
-        batch = compiled.input(0).partial_shape[0]
-        batch = batch.get_length() if batch.is_static else None
+        batch = _static_batch(compiled)
         requests = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         done: dict[int, np.ndarray] = {}
         requests.set_callback(lambda request, i: done.__setitem__(i, request.get_output_tensor(0).data.copy()))
@@ -275,8 +280,7 @@ class Backend:
                 pass
         if self._throughput is None:
             self._throughput = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
-        batch = self._throughput.input(0).partial_shape[0]  # dynamic IRs take any batch
-        return batch.get_length() if batch.is_static else 4 if small else 1
+        return _static_batch(self._throughput) or (4 if small else 1)  # dynamic IRs take any batch
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
