@@ -249,16 +249,20 @@ class Backend:
         done: dict[int, np.ndarray] = {}
         requests.set_callback(lambda request, i: done.__setitem__(i, request.get_output_tensor(0).data.copy()))
         waiting: deque[tuple[int, int, T]] = deque()
-        for i, (x, payload) in enumerate(items):
-            n = len(x)
-            if batch is not None and n < batch:  # a static batch: fill the last one up, keep n outputs
-                x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
-            requests.start_async({0: x}, userdata=i)  # blocks while every request is busy
-            waiting.append((i, n, payload))
-            while waiting and waiting[0][0] in done:
-                j, n, first = waiting.popleft()
-                yield torch.from_numpy(done.pop(j)[:n]), first
-        requests.wait_all()
+        try:
+            for i, (x, payload) in enumerate(items):
+                n = len(x)
+                if batch is not None and n < batch:  # a static batch: fill the last one up, keep n outputs
+                    x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
+                requests.start_async({0: x}, userdata=i)  # blocks while every request is busy
+                waiting.append((i, n, payload))
+                while waiting and waiting[0][0] in done:
+                    j, n, first = waiting.popleft()
+                    yield torch.from_numpy(done.pop(j)[:n]), first
+        finally:
+            # also when the consumer stops early: requests still running would call back into Python
+            # after their queue, and the frames they read, are gone
+            requests.wait_all()
         for j, n, payload in waiting:
             yield torch.from_numpy(done.pop(j)[:n]), payload
 

@@ -148,10 +148,15 @@ def run_live(args: argparse.Namespace, spec: str, loop: bool, fallback=None) -> 
     )
     detector = make_detector(args)
     source = LiveSource(
-        spec, settings, timeout_s=getattr(args, "timeout", 5.0), loop=loop and show, speed=getattr(args, "speed", 1.0)
+        spec, settings, timeout_s=getattr(args, "timeout", 5.0), loop=loop, speed=getattr(args, "speed", 1.0)
     )
     _report_granted(source, settings)
-    return LiveRun(detector, source, outputs, show=show, hud=not args.no_hud, duration_s=args.duration).run()
+    duration = args.duration
+    if duration is None and not show and fallback is not None and outputs is fallback:
+        # `detector demo` on a machine without a display, nothing asked for: one pass of the clip, so that
+        # the README's first command ends by itself (--duration runs it longer)
+        duration = source.frames / source.fps if source.frames else None
+    return LiveRun(detector, source, outputs, show=show, hud=not args.no_hud, duration_s=duration).run()
 
 
 def _report_granted(source, settings) -> None:
@@ -164,14 +169,14 @@ def _report_granted(source, settings) -> None:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    return run_live(args, args.simulate_live or args.source, loop=False)
+    return run_live(args, args.simulate_live or args.source, loop=args.loop)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from detector.live import LiveOutputs
 
     headless = LiveOutputs(record=Path("runs/demo/demo.mp4"), jsonl=Path("runs/demo/demo.jsonl"))
-    return run_live(args, str(SAMPLE_VIDEO), loop=args.duration is None, fallback=headless)
+    return run_live(args, str(SAMPLE_VIDEO), loop=True, fallback=headless)
 
 
 def cmd_cameras(args: argparse.Namespace) -> int:
@@ -329,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--speed", type=float, default=1.0, metavar="F", help="replay a file F times faster than real time (stress)"
     )
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="replay a file or image folder from the start when it ends, until --duration or q "
+        "(frame numbers keep counting)",
+    )
     g = p.add_argument_group("camera")
     g.add_argument("--width", type=int, help="ask the camera for this width")
     g.add_argument("--height", type=int, help="ask the camera for this height")
@@ -343,8 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="no camera needed: the bundled clip replayed as a live camera in the window",
-        description="The bundled 12 s clip replayed as a live camera, looping, in the window. "
-        "Without a display, it writes runs/demo/demo.mp4 and demo.jsonl instead. "
+        description="The bundled 12 s clip replayed as a live camera, looping until --duration, q or Ctrl-C, "
+        "with or without a window (--no-show). Without a display it writes runs/demo/demo.mp4 and demo.jsonl "
+        "instead, for one pass of the clip unless --duration says longer. "
         "Keys: " + KEYS_HELP + ".",
     )
     add_live_options(p)

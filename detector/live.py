@@ -154,23 +154,17 @@ class LiveRun:
         self.detector, self.source, self.outputs = detector, source, outputs
         self.show, self.hud, self.duration_s = show, hud, duration_s
         self.latency = LatencyLog()
-        self.jsonl = JsonlSink(outputs.jsonl) if outputs.jsonl else None
+        # outputs and threads start in run(), which closes and joins every one of them on its way out
+        self.jsonl: JsonlSink | None = None
         self.recording: RateMeasuringVideo | None = None
         self.recorder: InThread | None = None
-        if outputs.record:
-            self._start_recording(outputs.record)
         self.raw: RateMeasuringVideo | None = None
-        if outputs.record_raw:
-            self.raw = RateMeasuringVideo(outputs.record_raw, source.fps)
-            raw_writer = InThread(lambda f: self.raw.write(f.image, f.t_capture), name="record-raw", maxsize=64)
-            self.raw_writer: InThread | None = raw_writer
-            source.on_frame, source.decode_all = raw_writer.put, True
-        else:
-            self.raw_writer = None
+        self.raw_writer: InThread | None = None
         self.inference = Inference(detector, source, on_result=None if show else self._shown)
         self.shown_frames = 0
         self.snapshots = 0
         self.interrupted = threading.Event()
+        self.started = time.monotonic()
 
     # --- what happens when boxes reach the user ---------------------------------------------------
 
@@ -211,13 +205,16 @@ class LiveRun:
         # otherwise stall every thread for tens of milliseconds, now and then, in the middle of a frame
         gc.collect()
         gc.freeze()
-        self.inference.start()
-        self.inference.ready.wait()  # warmed up before the first frame comes
-        self.source.start()
-        self.started = time.monotonic()
         # Ctrl-C and SIGTERM end the loops like q does, instead of an exception at a random point
         previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            self._open_outputs()
+            self.inference.start()
+            while not self.inference.ready.wait(timeout=0.1):  # warmed up before the first frame comes
+                if self.interrupted.is_set():
+                    return 130
+            self.source.start()
+            self.started = time.monotonic()
             if self.show:
                 self._window_loop()
             else:
@@ -225,19 +222,35 @@ class LiveRun:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.inference.stop.set()
-            self.source.stop()
-            self.inference.join(timeout=10)
-            self._stop_recording()
-            for closer in (self.raw_writer, self.raw, self.jsonl):
-                if closer is not None:
-                    closer.close()
-            if self.show:
-                cv2.destroyAllWindows()
+            self._close()
         if self.inference.error is not None:
             raise self.inference.error
         self._summary()
         return 0
+
+    def _open_outputs(self) -> None:
+        if self.outputs.jsonl:
+            self.jsonl = JsonlSink(self.outputs.jsonl)
+        if self.outputs.record:
+            self._start_recording(self.outputs.record)
+        if self.outputs.record_raw:
+            self.raw = raw = RateMeasuringVideo(self.outputs.record_raw, self.source.fps)
+            self.raw_writer = InThread(lambda f: raw.write(f.image, f.t_capture), name="record-raw", maxsize=64)
+            self.source.on_frame, self.source.decode_all = self.raw_writer.put, True
+
+    def _close(self) -> None:
+        """Stop and join every thread of the run, then close the files: nothing runs on after ``run()``
+        (a thread still inside OpenCV or OpenVINO while the interpreter shuts down can crash it)."""
+        self.inference.stop.set()
+        self.source.stop()  # joins the capture thread, then releases the camera
+        if self.inference.ident is not None:  # started
+            self.inference.join()  # it checks the stop at least every 0.2 s, after at most one forward
+        self._stop_recording()
+        for closer in (self.raw_writer, self.raw, self.jsonl):
+            if closer is not None:
+                closer.close()
+        if self.show:
+            cv2.destroyAllWindows()
 
     def _interrupt(self, signum, frame) -> None:
         print("interrupted: closing the outputs, complete up to the last frame", file=sys.stderr)

@@ -53,8 +53,12 @@ def replay_realtime(detector: Detector, video: str | Path) -> RealtimeReplay:
     inference = Inference(detector, source, on_result=lambda r: finished.append((time.monotonic(), r)))
     source.start()
     inference.start()
-    inference.join()
-    source.stop()
+    try:
+        inference.join()
+    finally:  # Ctrl-C included: both threads have ended when this returns
+        inference.stop.set()
+        source.stop()
+        inference.join()
     if inference.error is not None:
         raise inference.error
     total = source.stats.produced

@@ -119,13 +119,21 @@ class VideoFile:
                 continue
 
     def __iter__(self) -> Iterator[Frame]:
-        while (item := self._queue.get()) is not None:
+        while not self._stop.is_set():  # close() from another thread ends the iteration too
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
             image, index = item
             yield Frame(image, index, index / self.fps)
 
     def close(self) -> None:
+        """Stop decoding and release the file. The capture is released only once the decoding thread has
+        ended: releasing it while that thread is inside ``read()`` frees FFmpeg's buffers under it."""
         self._stop.set()
-        self._thread.join(timeout=2)
+        self._thread.join()  # it checks the stop between frames; one frame of a file decodes in milliseconds
         self.cap.release()
 
 
@@ -313,6 +321,7 @@ class ImageFolderCapture:
             cv2.CAP_PROP_FPS: self.fps,
             cv2.CAP_PROP_FRAME_WIDTH: shape[1],
             cv2.CAP_PROP_FRAME_HEIGHT: shape[0],
+            cv2.CAP_PROP_FRAME_COUNT: len(self.paths),
         }.get(prop, 0.0)
 
     def set(self, prop: int, value: float) -> bool:
@@ -385,6 +394,8 @@ class LiveSource:
         if not 0 < self.fps < 1000:
             self.fps = 30.0
         self.stats.granted = describe(self.cap)
+        # frames in a file or folder (0 for cameras and streams): how long one pass of a replay lasts
+        self.frames = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if self.kind == "simulated" else 0
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self.decode_all = on_frame is not None
         self.t_start = 0.0
@@ -394,8 +405,12 @@ class LiveSource:
         return self
 
     def stop(self) -> None:
+        """Stop capturing and release the device, only once the capture thread has ended (releasing a
+        capture while a thread is inside ``grab()`` frees FFmpeg's or V4L2's buffers under it). Every call
+        in that thread is bounded: stream reads by ``timeout_s``, waits by the stop event."""
         self._stop.set()
-        self._thread.join(timeout=self.timeout_s + 2)
+        if self._thread.is_alive():
+            self._thread.join()
         self.cap.release()
 
     def _run(self) -> None:

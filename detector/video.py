@@ -53,23 +53,34 @@ class VideoSummary:
 
 
 def _ahead(items: Iterable[T], fn: Callable[[T], U], depth: int = 4) -> Iterator[U]:
-    """``map(fn, items)`` computed up to ``depth`` items ahead in a thread, in order."""
+    """``map(fn, items)`` computed up to ``depth`` items ahead in a thread, in order. The thread has ended
+    when the generator finishes or is closed: nothing of it outlives the run."""
     done = object()
     results: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+
+    def hand_over(result) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(result, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def work() -> None:
         run_in_idle_time()
         try:
             for item in items:
-                if stop.is_set():
+                if stop.is_set() or not hand_over(fn(item)):
                     return
-                results.put(fn(item))
         except BaseException as e:  # re-raised in the consumer
-            results.put(_Failure(e))
-        results.put(done)
+            hand_over(_Failure(e))
+            return
+        hand_over(done)
 
-    threading.Thread(target=work, name="prepare", daemon=True).start()
+    worker = threading.Thread(target=work, name="prepare", daemon=True)
+    worker.start()
     try:
         while (result := results.get()) is not done:
             if isinstance(result, _Failure):
@@ -77,8 +88,7 @@ def _ahead(items: Iterable[T], fn: Callable[[T], U], depth: int = 4) -> Iterator
             yield result
     finally:
         stop.set()
-        while not results.empty():  # unblock the worker so it can see the stop
-            results.get_nowait()
+        worker.join()
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -123,9 +133,12 @@ def run_video(
 
         start = time.perf_counter()
         bar = tqdm(total=source.expected or None, unit="frame", disable=not progress, desc=source.path.name)
+        # decode (thread) -> letterbox (thread) -> model, several frames in flight -> draw and write (thread);
+        # closed in this order on every way out: no request in flight, no thread left running
+        prepared = _ahead(_chunks(source, batch), prepare)
+        detected = detector.backend.stream(prepared)
         try:
-            # decode (thread) -> letterbox (thread) -> model, several frames in flight -> draw and write (thread)
-            for raw, (frames, input_hw) in detector.backend.stream(_ahead(_chunks(source, batch), prepare)):
+            for raw, (frames, input_hw) in detected:
                 for frame, dets in zip(frames, detector.postprocess(raw, input_hw, [f.image for f in frames])):
                     writer.put((frame, dets))
                     summary.per_class.update(dets.class_name)
@@ -134,6 +147,8 @@ def run_video(
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
+            detected.close()
+            prepared.close()
             bar.close()
             summary.seconds = time.perf_counter() - start
             writer.close()  # writes what is queued; re-raises a write error

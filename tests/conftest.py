@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 from pathlib import Path
 
 import cv2
@@ -50,6 +51,28 @@ def no_network(monkeypatch, request, tmp_path_factory):
     yield
     if log.exists() and not request.node.get_closest_marker("download_attempt"):
         pytest.fail(f"a detector process tried to reach the network: {log.read_text()[:500]}")
+
+
+def app_threads() -> list[threading.Thread]:
+    """Live threads started by the detector package: its own Thread subclasses, or threads running one of
+    its functions (libraries' helper threads, such as tqdm's monitor, are theirs to manage)."""
+
+    def ours(thread: threading.Thread) -> bool:
+        target = getattr(thread, "_target", None)
+        module = type(thread).__module__ if target is None else getattr(target, "__module__", "") or ""
+        return module == "detector" or module.startswith("detector.")
+
+    return [t for t in threading.enumerate() if t.is_alive() and ours(t)]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind():
+    """Every thread the app starts has ended when the call that started it returns: one still inside
+    OpenCV, OpenVINO or PyTorch while its objects, or the interpreter, are torn down can crash the process."""
+    before = set(app_threads())
+    yield
+    left = [t.name for t in app_threads() if t not in before]
+    assert not left, f"app threads still running after the test: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import app_threads
 from test_cli import assert_bad_input, cli_env, detector, read_video
 
 from detector import Detector
@@ -142,6 +143,41 @@ def test_the_model_runs_in_its_own_thread_only_warmed_up_before_the_first_frame(
     assert calls[0] == ("model", False)  # the warm-up: a grey frame, before the source started
     assert all(from_capture for _, from_capture in calls[1:])  # camera frames, letterboxed by the capture thread
     assert run.inference.count == len(calls) - 1 == len((tmp_path / "d.jsonl").read_text().splitlines())
+
+
+def test_ctrl_c_during_the_warm_up_stops_every_thread(tmp_path, monkeypatch):
+    source = LiveSource(CLIP)
+    run = LiveRun(Detector(), source, LiveOutputs(jsonl=tmp_path / "d.jsonl"), show=False)
+    real_call = Detector.__call__
+
+    def interrupted_while_warming_up(self, frames, letterboxed=None):
+        run.interrupted.set()  # what the SIGINT handler does
+        return real_call(self, frames, letterboxed)
+
+    monkeypatch.setattr(Detector, "__call__", interrupted_while_warming_up)
+    assert run.run() == 130
+    assert not app_threads() and source.stats.produced == 0  # the camera never started
+    assert (tmp_path / "d.jsonl").read_text() == ""
+
+
+def test_a_looped_file_keeps_counting_frames(tmp_path):
+    """`--loop` replays the 12 s clip from the start (here 4x faster, 3 s a pass) until --duration."""
+    jsonl = tmp_path / "d.jsonl"
+    result = detector(
+        "live", "--simulate-live", CLIP, "--loop", "--speed", "4", "--duration", "7", "--no-show",
+        "--jsonl", str(jsonl),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    frames = [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()]
+    assert frames == sorted(set(frames)) and frames[-1] >= 150  # past the clip's 120 frames, still counting
+
+
+def test_the_demo_runs_as_long_as_asked(tmp_path):
+    jsonl = tmp_path / "d.jsonl"
+    result = detector("demo", "--no-show", "--duration", "14", "--jsonl", str(jsonl), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert lines[-1]["frame"] >= 125 and lines[-1]["time_s"] > 12.5  # the 12 s clip went round again
 
 
 def test_interrupt_keeps_outputs(tmp_path):

@@ -23,9 +23,13 @@ from detector.train.recover import fill_from_ir, ir_convolutions
 
 XML = DEFAULT_WEIGHTS / "yolo11n.xml"
 # Measured with the bundled IR on the same 640x640 letterboxed input: boxes differ by at most 1.0 px (bus)
-# and 2.5 px (zidane) in input pixels, confidences by at most 0.026
+# and 2.5 px (zidane) in input pixels, confidences by at most 0.026 on a CPU with AVX-512 VNNI; on an AVX2
+# CPU without VNNI (AMD EPYC, OpenVINO 2026.4) INT8 convolutions take another kernel and one zidane score
+# moves 0.079 (0.323 INT8, 0.244 recovered). So the comparison runs at a lower threshold than it judges at:
+# every detection one model is sure of (conf >= JUDGE_CONF) must be found by the other at >= FIND_CONF.
 BOX_TOL_PX = 3.0
-CONF_TOL = 0.05
+CONF_TOL = 0.1
+JUDGE_CONF, FIND_CONF = 0.25, 0.1
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +87,26 @@ def test_batchnorm_is_identity_plus_bias(recovered):
 
 
 def matched(ours, theirs, frame_hw: tuple[int, int]) -> None:
-    """Same count; each INT8 detection has its own recovered one of the same class and nearly the same box."""
+    """Each detection either model is sure of has its own one in the other model, of the same class, with
+    nearly the same box and score. Both sets come at FIND_CONF; judged are those at JUDGE_CONF."""
     from torchvision.ops import box_iou
 
-    assert len(ours) == len(theirs) >= 3, f"{len(ours)} detections vs the INT8 model's {len(theirs)}"
-    j = box_iou(theirs.xyxy, ours.xyxy).argmax(1)  # [N]: the recovered detection of each INT8 one
-    assert len(set(j.tolist())) == len(j), "two INT8 detections matched the same recovered one"
-    assert torch.equal(ours.class_id[j], theirs.class_id)
-    assert (ours.confidence[j] - theirs.confidence).abs().max() <= CONF_TOL
-    # frame pixels -> letterboxed-input pixels: the tolerance is about the model, not the frame size
-    scale = 640 / max(frame_hw)
-    assert ((ours.xyxy[j] - theirs.xyxy).abs().max() * scale) <= BOX_TOL_PX
+    for a, b in ((theirs, ours), (ours, theirs)):
+        sure = a[a.confidence >= JUDGE_CONF]
+        assert len(sure) >= 3, f"only {len(sure)} confident detections: the comparison proves little"
+        j = box_iou(sure.xyxy, b.xyxy).argmax(1)  # [N]: the other model's detection of each sure one
+        assert len(set(j.tolist())) == len(j), "two detections matched the same one of the other model"
+        assert torch.equal(b.class_id[j], sure.class_id)
+        assert (b.confidence[j] - sure.confidence).abs().max() <= CONF_TOL
+        # frame pixels -> letterboxed-input pixels: the tolerance is about the model, not the frame size
+        scale = 640 / max(frame_hw)
+        assert ((b.xyxy[j] - sure.xyxy).abs().max() * scale) <= BOX_TOL_PX
 
 
 def test_checkpoint_gives_the_int8_detections(recovered, bus, zidane):
     """Both models see the same 640x640 letterbox: the IR is static at that size, while Ultralytics would give
     a .pt the smallest rectangle (640x384 for zidane), a different input."""
-    int8, ours = Detector(str(DEFAULT_WEIGHTS)), Detector(recovered)
+    int8, ours = Detector(str(DEFAULT_WEIGHTS), conf=FIND_CONF), Detector(recovered, conf=FIND_CONF)
     assert ours.backend.format == "pt"
     for frame in (bus, zidane):
         x = preprocess([frame], (640, 640), 32, auto=False)

@@ -11,8 +11,8 @@ import time
 import cv2
 import pytest
 import torch
-from conftest import REPO
-from test_cli import ZIDANE, make_video
+from conftest import REPO, app_threads
+from test_cli import ZIDANE, make_video, read_video
 
 from detector import Detector
 from detector.backends import Backend
@@ -96,3 +96,24 @@ def test_helper_threads_run_in_idle_time_and_the_model_thread_does_not(tmp_path)
         writer.close()
         source.close()
         live.stop()
+
+
+def test_an_interrupted_run_stops_every_thread_and_keeps_its_outputs(tmp_path, monkeypatch):
+    """Ctrl-C in the middle: no OpenVINO request in flight, no decoding or letterboxing thread left (one was:
+    blocked for ever on a file whose decoder had been stopped), and both outputs complete to the last frame."""
+    clip = make_video(tmp_path / "clip.mp4", frames=40)
+    model = Detector(str(DEFAULT_WEIGHTS))
+    postprocess, calls = model.postprocess, []
+
+    def interrupted_at_the_fourth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return postprocess(*args, **kwargs)
+
+    monkeypatch.setattr(model, "postprocess", interrupted_at_the_fourth)
+    summary = run_video(model, clip, tmp_path / "out.mp4", tmp_path / "d.jsonl", progress=False)
+    assert summary.interrupted and summary.frames == 3
+    assert not app_threads(), "threads still running after run_video returned"
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 3
+    assert read_video(tmp_path / "out.mp4")[0] == 3
