@@ -245,12 +245,17 @@ class LiveRun:
         self.source.stop()  # joins the capture thread, then releases the camera
         if self.inference.ident is not None:  # started
             self.inference.join()  # it checks the stop at least every 0.2 s, after at most one forward
-        self._stop_recording()
-        for closer in (self.raw_writer, self.raw, self.jsonl):
-            if closer is not None:
-                closer.close()
+        errors = []
+        closers = [self._stop_recording] + [c.close for c in (self.raw_writer, self.raw, self.jsonl) if c is not None]
+        for close in closers:  # each one, even after another failed (a full disk): its thread ends, its file closes
+            try:
+                close()
+            except Exception as e:
+                errors.append(e)
         if self.show:
             cv2.destroyAllWindows()
+        if errors:
+            raise errors[0]
 
     def _interrupt(self, signum, frame) -> None:
         print("interrupted: closing the outputs, complete up to the last frame", file=sys.stderr)

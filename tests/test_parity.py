@@ -103,7 +103,7 @@ def test_postprocess_on_real_raw_output(conf, real_images):
     for i, image in enumerate(real_images):
         raw = detector.backend(detector.preprocess([image]))
         ours = nms_head(raw, conf, 0.7)[0]
-        theirs = non_max_suppression(raw.clone(), conf, 0.7, max_det=300)[0]
+        theirs = non_max_suppression(raw.clone(), conf, 0.7, max_det=300, max_time_img=1e9)[0]  # no wall-clock cut-off
         assert torch.equal(ours, theirs), f"image {i}"
         compared += len(theirs)
     assert compared >= 5

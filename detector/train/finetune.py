@@ -206,85 +206,88 @@ def finetune(
     ema.model.args = model.args
 
     # --- the loop --------------------------------------------------------------------------------------------
-    bad_in_a_row = skipped = 0
-    for epoch in range(start_epoch, epochs):
-        set_train_mode(model, frozen, bn_train)  # every epoch: validation left the model in eval mode
-        sampler.set_epoch(epoch)
-        loss_sum, good, norms, images_seen = torch.zeros(3, device=device), 0, [], 0
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, file=sys.stderr)
-        for i, (images, targets, valid) in enumerate(bar):  # [B, 3, S, S], [B, T, 5], [B, T]
-            lr = lr_at(epoch * steps_per_epoch + i, epoch, lr0, epochs, warmup_steps, cos_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, enabled=amp):
-                loss, parts = loss_fn(model(images), targets, valid)
-            if not torch.isfinite(loss):  # skip the whole optimizer step this batch belongs to
-                bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
-                optimizer.zero_grad(set_to_none=True)
-                if bad_in_a_row >= max_bad_steps:
-                    raise DetectorError(
-                        f"the loss was not finite {bad_in_a_row} batches in a row (epoch {epoch + 1}, batch {i + 1}); "
-                        f"stopped, {out / 'last.pt'} holds the last good epoch: lower --lr0 or check the labels"
-                    )
-                continue
-            bad_in_a_row = 0
-            scaler.scale(loss).backward()
-            if (i + 1) % accumulate == 0 or i + 1 == steps_per_epoch:  # one optimizer step per nominal batch
-                scaler.unscale_(optimizer)  # true gradients, for the scaling and the norm below
-                scale_backbone_grads(model, backbone_grad_scale)
-                norm = torch.nn.utils.clip_grad_norm_(trainable, clip_norm)  # returns the norm before clipping
-                finite = bool(torch.isfinite(norm))
-                if finite:
-                    norms.append(float(norm))
-                if finite or amp:  # under AMP, scaler.step itself skips non-finite gradients (and lowers the scale)
-                    scaler.step(optimizer)
-                else:
-                    skipped += 1
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                ema.update(model)
-            loss_sum, good = loss_sum + parts, good + 1
-            images_seen += len(images)
-            elapsed = time.perf_counter() - start
-            box, cls, dfl = (loss_sum / max(good, 1)).tolist()
-            bar.set_postfix_str(
-                f"box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} | {images_seen / elapsed:.1f} img/s "
-                f"| data wait {train_batches.wait_s / elapsed:.0%}"
-            )
-        train_s = time.perf_counter() - start
+    try:  # the record is closed on every way out: TensorBoard's writer thread ends, its last events flushed
+        bad_in_a_row = skipped = 0
+        for epoch in range(start_epoch, epochs):
+            set_train_mode(model, frozen, bn_train)  # every epoch: validation left the model in eval mode
+            sampler.set_epoch(epoch)
+            loss_sum, good, norms, images_seen = torch.zeros(3, device=device), 0, [], 0
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, file=sys.stderr)
+            for i, (images, targets, valid) in enumerate(bar):  # [B, 3, S, S], [B, T, 5], [B, T]
+                lr = lr_at(epoch * steps_per_epoch + i, epoch, lr0, epochs, warmup_steps, cos_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, enabled=amp):
+                    loss, parts = loss_fn(model(images), targets, valid)
+                if not torch.isfinite(loss):  # skip the whole optimizer step this batch belongs to
+                    bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
+                    optimizer.zero_grad(set_to_none=True)
+                    if bad_in_a_row >= max_bad_steps:
+                        raise DetectorError(
+                            f"the loss was not finite {bad_in_a_row} batches in a row "
+                            f"(epoch {epoch + 1}, batch {i + 1}); stopped, {out / 'last.pt'} holds the last good "
+                            "epoch: lower --lr0 or check the labels"
+                        )
+                    continue
+                bad_in_a_row = 0
+                scaler.scale(loss).backward()
+                if (i + 1) % accumulate == 0 or i + 1 == steps_per_epoch:  # one optimizer step per nominal batch
+                    scaler.unscale_(optimizer)  # true gradients, for the scaling and the norm below
+                    scale_backbone_grads(model, backbone_grad_scale)
+                    norm = torch.nn.utils.clip_grad_norm_(trainable, clip_norm)  # returns the norm before clipping
+                    finite = bool(torch.isfinite(norm))
+                    if finite:
+                        norms.append(float(norm))
+                    if finite or amp:  # under AMP, scaler.step itself skips non-finite gradients (and lowers the scale)
+                        scaler.step(optimizer)
+                    else:
+                        skipped += 1
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    ema.update(model)
+                loss_sum, good = loss_sum + parts, good + 1
+                images_seen += len(images)
+                elapsed = time.perf_counter() - start
+                box, cls, dfl = (loss_sum / max(good, 1)).tolist()
+                bar.set_postfix_str(
+                    f"box {box:.3f} cls {cls:.3f} dfl {dfl:.3f} | {images_seen / elapsed:.1f} img/s "
+                    f"| data wait {train_batches.wait_s / elapsed:.0%}"
+                )
+            train_s = time.perf_counter() - start
 
-        result = validate(ema.model, val_batches)
-        row = dict(zip(("box_loss", "cls_loss", "dfl_loss"), (loss_sum / max(good, 1)).tolist()))
-        row |= {
-            "epoch": epoch + 1,
-            "precision": result.precision,
-            "recall": result.recall,
-            "mAP50": result.map50,
-            "mAP50-95": result.map50_95,
-            "lr": lr,
-            "grad_norm": sum(norms) / max(len(norms), 1),
-            "data_wait": train_batches.wait_s / train_s,
-            "img_per_s": images_seen / train_s,
-            "skipped_steps": skipped,
-        }
-        record.log(row)
-        record.plot_pr(result.tp, result.conf, len(result.target_cls))
-        print(
-            f"epoch {epoch + 1}/{epochs}: mAP50 {result.map50:.4f} mAP50-95 {result.map50_95:.4f} "
-            f"P {result.precision:.3f} R {result.recall:.3f} | {row['img_per_s']:.1f} img/s, "
-            f"data wait {row['data_wait']:.1%}, grad norm {row['grad_norm']:.2f}"
-        )
-        if result.map50_95 > best_fitness:
-            best_fitness = result.map50_95
-            save_run(out / "best.pt", ema, epoch, best_fitness, None)
-        save_run(
-            out / "last.pt",
-            ema,
-            epoch,
-            best_fitness,
-            {"train_model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
-        )
-    record.close()
+            result = validate(ema.model, val_batches)
+            row = dict(zip(("box_loss", "cls_loss", "dfl_loss"), (loss_sum / max(good, 1)).tolist()))
+            row |= {
+                "epoch": epoch + 1,
+                "precision": result.precision,
+                "recall": result.recall,
+                "mAP50": result.map50,
+                "mAP50-95": result.map50_95,
+                "lr": lr,
+                "grad_norm": sum(norms) / max(len(norms), 1),
+                "data_wait": train_batches.wait_s / train_s,
+                "img_per_s": images_seen / train_s,
+                "skipped_steps": skipped,
+            }
+            record.log(row)
+            record.plot_pr(result.tp, result.conf, len(result.target_cls))
+            print(
+                f"epoch {epoch + 1}/{epochs}: mAP50 {result.map50:.4f} mAP50-95 {result.map50_95:.4f} "
+                f"P {result.precision:.3f} R {result.recall:.3f} | {row['img_per_s']:.1f} img/s, "
+                f"data wait {row['data_wait']:.1%}, grad norm {row['grad_norm']:.2f}"
+            )
+            if result.map50_95 > best_fitness:
+                best_fitness = result.map50_95
+                save_run(out / "best.pt", ema, epoch, best_fitness, None)
+            save_run(
+                out / "last.pt",
+                ema,
+                epoch,
+                best_fitness,
+                {"train_model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
+            )
+    finally:
+        record.close()
     return record.rows()
