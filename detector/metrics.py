@@ -9,7 +9,7 @@
   threshold with COCO's 101-point interpolation, as ``ultralytics.utils.metrics.ap_per_class``.
 
 tests/test_metrics.py holds all of them equal to Ultralytics' on fresh random inputs and real detections.
-Used by `detector eval-video` (detector/evaluate.py); fine-tuning validation is meant to reuse them.
+Used by `detector eval-video` (detector/evaluate/score.py) and fine-tuning validation (detector/train/validate.py).
 """
 
 from __future__ import annotations
