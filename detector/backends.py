@@ -16,6 +16,7 @@ The raw output:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from collections import deque
@@ -102,11 +103,27 @@ def _openvino_xml(name: str) -> str:
 
 
 @functools.cache
-def _openvino_core():
-    """One OpenVINO Core for the process, never destroyed: compiled models must not outlive their Core."""
+def openvino_core():
+    """One OpenVINO Core for the process, never destroyed: compiled models must not outlive their Core, and
+    every further Core is one more plugin set in the process (Ultralytics' own CI died of a segmentation
+    fault inside forward() after about 20 OpenVINO loads, each with its own Core: ultralytics#25864)."""
     import openvino as ov
 
     return ov.Core()
+
+
+@contextlib.contextmanager
+def one_openvino_core() -> Iterator[None]:
+    """Inside this block, ``ov.Core()`` is the process's one Core: Ultralytics' OpenVINO backend makes a new
+    Core for every model it loads."""
+    import openvino as ov
+
+    core, make_core = openvino_core(), ov.Core
+    ov.Core = lambda *args, **kwargs: core
+    try:
+        yield
+    finally:
+        ov.Core = make_core
 
 
 def _static_batch(compiled) -> int | None:
@@ -144,7 +161,8 @@ class Backend:
                     f"weights '{weights}': unknown format; pass a .pt, .onnx, model .yaml or *_openvino_model path"
                 )
         try:
-            self.model = AutoBackend(model, device=device, fp16=half, fuse=True, verbose=False, end2end=end2end)
+            with one_openvino_core():
+                self.model = AutoBackend(model, device=device, fp16=half, fuse=True, verbose=False, end2end=end2end)
         except DetectorError:
             raise
         except Exception as e:
@@ -204,7 +222,7 @@ class Backend:
         import openvino as ov
         from openvino.preprocess import ColorFormat, PrePostProcessor
 
-        core = _openvino_core()
+        core = openvino_core()
         model = core.read_model(self._openvino_xml)
         if model.input(0).partial_shape.is_static:  # dynamic IRs take any shape as they are
             shape = (batch, 3, *(imgsz or tuple(model.input(0).shape)[2:]))

@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, SHARED, needs_shared
 
 from detector import Detector
+from detector.backends import openvino_core
 from detector.cli import main
 from detector.pipeline import DEFAULT_WEIGHTS
 from detector.preprocess import preprocess
@@ -44,7 +45,7 @@ def float_ir():
     import openvino as ov
     from openvino import opset13 as ops
 
-    core = ov.Core()
+    core = openvino_core()  # the process's one Core: a compiled model must not outlive its Core
     model = core.read_model(str(XML))
     convs = [n for n in model.get_ordered_ops() if n.get_type_name() in ("Convolution", "GroupConvolution")]
     sources = [c.input(1).get_source_output() for c in convs]

@@ -117,3 +117,17 @@ def test_an_interrupted_run_stops_every_thread_and_keeps_its_outputs(tmp_path, m
     assert not app_threads(), "threads still running after run_video returned"
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 3
     assert read_video(tmp_path / "out.mp4")[0] == 3
+
+
+def test_every_openvino_model_is_loaded_by_the_one_core(fp32_openvino_320):
+    """Ultralytics' backend makes a new ov.Core per model; many Cores in one process is how its own CI died
+    (a segmentation fault inside forward() after about 20 loads). Ours all come from one."""
+    import openvino as ov
+
+    from detector.backends import openvino_core
+
+    make_core = ov.Core
+    for weights in (str(DEFAULT_WEIGHTS), fp32_openvino_320):
+        loaded_by = Detector(weights).backend.model.backend.compile_model.func.__self__  # Ultralytics' Core
+        assert loaded_by is openvino_core()
+    assert ov.Core is make_core  # only while loading

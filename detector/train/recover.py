@@ -46,10 +46,10 @@ def _evaluate(output) -> np.ndarray:
 
 def ir_convolutions(xml: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Torch module path -> (weight [out, in / groups, kh, kw], bias [out] or None) of every IR convolution."""
-    import openvino as ov
+    from detector.backends import openvino_core
 
     convs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    for node in ov.Core().read_model(str(xml)).get_ordered_ops():
+    for node in openvino_core().read_model(str(xml)).get_ordered_ops():
         if node.get_type_name() not in ("Convolution", "GroupConvolution"):
             continue
         path = node.get_friendly_name().split("/")[0].removeprefix("__module.")
