@@ -8,7 +8,7 @@ Two head types:
   (anchor, class) pairs, gather, confidence mask. Exports of it already did the top-k: ``[B, K, 6]``.
 
 Both return one ``[N, 6]`` tensor per image: x1 y1 x2 y2 confidence class, in input pixels, best first.
-The results equal Ultralytics' ``non_max_suppression`` (tests/test_postprocess_parity.py).
+The results equal Ultralytics' ``non_max_suppression`` and YOLO26's own top-k (tests/test_postprocess.py).
 """
 
 from __future__ import annotations
