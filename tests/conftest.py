@@ -53,6 +53,18 @@ def no_network(monkeypatch, request, tmp_path_factory):
         pytest.fail(f"a detector process tried to reach the network: {log.read_text()[:500]}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_openvino_core():
+    """Ultralytics' `YOLO(...)` makes a new ov.Core for every OpenVINO model it loads, and the parity tests load
+    dozens in this one process; many Cores in one process is how Ultralytics' own CI died (a segmentation fault
+    inside forward() after about 20 loads). The app loads every model through one (detector/backends.py);
+    the references here do too."""
+    from detector.backends import one_openvino_core
+
+    with one_openvino_core():
+        yield
+
+
 def app_threads() -> list[threading.Thread]:
     """Live threads started by the detector package: its own Thread subclasses, or threads running one of
     its functions (libraries' helper threads, such as tqdm's monitor, are theirs to manage)."""
