@@ -258,6 +258,9 @@ def test_interrupt_leaves_playable_video_and_complete_jsonl(sig, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env(),
+        # Ctrl-C as in a terminal: a test run started in the background (`cmd &` in a script) hands its
+        # children SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 10):

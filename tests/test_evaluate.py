@@ -462,4 +462,12 @@ def test_tud_campus_realtime_scores_every_frame(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "detections.jsonl").read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(71))
     assert all(line["shown_from"] <= line["frame"] for line in lines)
-    assert 0.5 < report["recall"] <= 1 and "dropped" in result.stdout
+    # each frame is scored with the boxes on screen while it was: none before the first result, and the
+    # counts of a frame are those of its shown boxes (how many frames the model sees depends on the CPU:
+    # recall 0.81 on the machine of docs/video-and-scoring.md, 0.46 on a 2-core AVX2 one)
+    for line, frame in zip(lines, report["per_frame"]):
+        shown_people = [d for d in line["detections"] if d["class_name"] == "person" and d["confidence"] > 0.25]
+        assert frame["tp"] + frame["fp"] == len(shown_people)
+        if line["shown_from"] < 0:
+            assert frame["tp"] == 0
+    assert 0 < report["recall"] <= 1 and "dropped" in result.stdout
