@@ -43,7 +43,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         jsonl, record = Path(tmp) / "demo.jsonl", Path(tmp) / "demo.mp4"
         command = [sys.executable, "-m", "detector", "demo", "--no-show", "--duration", str(args.duration)]
-        command += ["--jsonl", str(jsonl), "--record", str(record)]
+        command += ["--jsonl", jsonl.name, "--record", record.name]  # relative to cwd: no machine paths in the output
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
         samples: list[tuple[float, float, int, int]] = []  # (time.monotonic(), RSS MiB, threads, fds)
         while proc.poll() is None:
