@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from detector.preprocess import to_tensor
 
 T = TypeVar("T")
 WEIGHT_SUFFIXES = (".pt", ".yaml", ".yml", ".onnx", "_openvino_model", ".xml")
+MAX_SHAPES = 8  # input shapes an OpenVINO model stays compiled for at once (each holds its own buffers)
 
 
 def resolve_weights(weights: str | Path) -> str:
@@ -126,12 +128,6 @@ def one_openvino_core() -> Iterator[None]:
         ov.Core = make_core
 
 
-def _static_batch(compiled) -> int | None:
-    """The batch size a compiled OpenVINO model takes; None where it takes any."""
-    batch = compiled.input(0).partial_shape[0]
-    return batch.get_length() if batch.is_static else None
-
-
 class Backend:
     """Weights behind one call: ``backend(x) -> raw head output``, ``x`` letterboxed bytes or floats."""
 
@@ -182,8 +178,13 @@ class Backend:
         self.stride: int = int(self.model.stride)
         self.device = self.model.device
         self.half = bool(self.model.fp16)
-        # static exports take one input size: the one they were exported at
-        dynamic = self.format == "pt" or bool(getattr(self.model, "dynamic", False))
+        self._openvino_xml = _openvino_xml(name) if self.format == "openvino" else None
+        # static exports take one input size: the one they were exported at. Read from the IR itself for
+        # OpenVINO: Ultralytics' backend calls dynamic INT8 IRs static on AMX CPUs (openvino#37577)
+        if self._openvino_xml is not None:
+            dynamic = openvino_core().read_model(self._openvino_xml).input(0).partial_shape[2].is_dynamic
+        else:
+            dynamic = self.format == "pt" or bool(getattr(self.model, "dynamic", False))
         self.fixed_imgsz: tuple[int, int] | None = None if dynamic else tuple(self.model.imgsz)
         self.end2end = bool(self.model.end2end) or bool(self.model.metadata.get("end2end", False))
         if self.format == "pt" and self.end2end:
@@ -192,9 +193,10 @@ class Backend:
             head = self.model.model.model[-1]
             head.postprocess = lambda preds: preds
         self.topk_in_graph = self.end2end and self.format != "pt"
-        self._openvino_xml = _openvino_xml(name) if self.format == "openvino" else None
-        self._compiled = self._request = None  # our OpenVINO model taking bytes, compiled on first use
-        self._throughput = None  # the same in throughput mode for files (prepare_stream)
+        # our OpenVINO models taking bytes, compiled for each input shape when it first comes: per shape,
+        # one latency-mode request (one image at a time) and one throughput-mode model (files)
+        self._latency: dict[tuple[int, int], tuple[object, object]] = {}  # input hw -> (compiled, request)
+        self._throughput: dict[tuple[int, int], object] = {}  # input hw -> compiled
 
     def resize(self, imgsz: tuple[int, int]) -> bool:
         """Give a static export another input size; True where the format allows it (OpenVINO)."""
@@ -207,7 +209,8 @@ class Backend:
         except RuntimeError:
             return False
         self.fixed_imgsz = imgsz
-        self._compiled = self._request = self._throughput = None
+        self._latency.clear()
+        self._throughput.clear()
         return True
 
     @property
@@ -215,19 +218,21 @@ class Backend:
         """Whether letterboxed uint8 frames go into the model as they are (OpenVINO on the CPU)."""
         return self._openvino_xml is not None and self.device.type == "cpu"
 
-    def _compile_openvino(self, imgsz: tuple[int, int] | None, hint: str, takes_bytes: bool = True, batch: int = 1):
+    def _compile_openvino(self, imgsz: tuple[int, int], hint: str, takes_bytes: bool = True, batch: int = 1):
         """The IR at ``imgsz`` and ``batch``; with ``takes_bytes`` it takes letterboxed BGR bytes ``[B, H, W, 3]``,
         the conversion to RGB floats in [0, 1] (what ``to_tensor`` does) running inside OpenVINO's graph.
-        RuntimeError where the IR cannot take that shape."""
+
+        Always compiled for one static shape, dynamic IRs too: a static graph runs faster (the CPU plugin
+        plans its memory and kernels once), and INT8 models with any dynamic dimension crash on Intel AMX
+        CPUs (openvino#37577). RuntimeError where the IR cannot take that shape."""
         import openvino as ov
         from openvino.preprocess import ColorFormat, PrePostProcessor
 
         core = openvino_core()
         model = core.read_model(self._openvino_xml)
-        if model.input(0).partial_shape.is_static:  # dynamic IRs take any shape as they are
-            shape = (batch, 3, *(imgsz or tuple(model.input(0).shape)[2:]))
-            if tuple(model.input(0).shape) != shape:
-                model.reshape(list(shape))
+        shape = [batch, 3, *imgsz]
+        if model.input(0).partial_shape != ov.PartialShape(shape):
+            model.reshape(shape)
         if not takes_bytes:
             return core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint})
         ppp = PrePostProcessor(model)
@@ -237,15 +242,21 @@ class Backend:
         ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
         return core.compile_model(ppp.build(), "CPU", {"PERFORMANCE_HINT": hint})
 
+    def _latency_request(self, imgsz: tuple[int, int]):
+        """The latency-mode request for inputs of ``imgsz``, compiled the first time that shape comes."""
+        if imgsz not in self._latency:
+            if len(self._latency) == MAX_SHAPES:  # a folder of photos of many sizes: keep the newest shapes
+                del self._latency[next(iter(self._latency))]
+            compiled = self._compile_openvino(imgsz, "LATENCY")
+            self._latency[imgsz] = (compiled, compiled.create_infer_request())
+        return self._latency[imgsz][1]
+
     def _infer_bytes(self, batch: np.ndarray) -> torch.Tensor:
-        if self._compiled is None:
-            self._compiled = self._compile_openvino(self.fixed_imgsz, "LATENCY")
-        if self._request is None:
-            self._request = self._compiled.create_infer_request()
+        request = self._latency_request(batch.shape[1:3])
         outputs = []
-        for image in batch:  # OpenVINO exports take one image per call
-            self._request.infer({0: image[None]})
-            outputs.append(self._request.get_output_tensor(0).data.copy())  # the request reuses its memory
+        for image in batch:  # one image per call: the latency model is compiled for batches of one
+            request.infer({0: image[None]})
+            outputs.append(request.get_output_tensor(0).data.copy())  # the request reuses its memory
         return torch.from_numpy(outputs[0] if len(outputs) == 1 else np.concatenate(outputs))
 
     def stream(self, items: Iterable[tuple[np.ndarray, T]]) -> Iterator[tuple[torch.Tensor, T]]:
@@ -261,16 +272,23 @@ class Backend:
             return
         import openvino as ov
 
-        compiled = self._throughput or self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
-        batch = _static_batch(compiled)
+        items = iter(items)
+        first = next(items, None)
+        if first is None:
+            return
+        input_hw = first[0].shape[1:3]
+        if input_hw not in self._throughput:
+            self.prepare_stream(input_hw)
+        compiled = self._throughput[input_hw]
+        batch = compiled.input(0).shape[0]  # compiled static: every request takes this many frames
         requests = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         done: dict[int, np.ndarray] = {}
         requests.set_callback(lambda request, i: done.__setitem__(i, request.get_output_tensor(0).data.copy()))
         waiting: deque[tuple[int, int, T]] = deque()
         try:
-            for i, (x, payload) in enumerate(items):
+            for i, (x, payload) in enumerate(itertools.chain([first], items)):
                 n = len(x)
-                if batch is not None and n < batch:  # a static batch: fill the last one up, keep n outputs
+                if n < batch:  # fill the last one up, keep n outputs
                     x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
                 requests.start_async({0: x}, userdata=i)  # blocks while every request is busy
                 waiting.append((i, n, payload))
@@ -291,18 +309,20 @@ class Backend:
         Small inputs go in fours: yolo11n at 192x320 on 2 CPU cores takes 13-15 ms a frame in PyTorch one by
         one, 8-10 in fours; OpenVINO FP32 at 320x320 in throughput mode 5.7-6.2 ms, 5.5-5.7 in fours
         (benchmarks/bench_stages.py). No gain at 640. OpenVINO IRs that cannot take four (constant shapes
-        inside, as in the bundled INT8 one) stay at one."""
+        inside, as static exports of YOLO11's attention block hold) stay at one."""
         small = input_hw[0] * input_hw[1] <= 320 * 320
         if not self.takes_bytes:
             return 4 if self.format == "pt" and (small or self.device.type == "cuda") else 1
-        if self._throughput is None and small:
-            try:
-                self._throughput = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT", batch=4)
-            except RuntimeError:
-                pass
-        if self._throughput is None:
-            self._throughput = self._compile_openvino(self.fixed_imgsz, "THROUGHPUT")
-        return _static_batch(self._throughput) or (4 if small else 1)  # dynamic IRs take any batch
+        if input_hw not in self._throughput:
+            self._throughput.clear()  # one file, one shape: the last file's model goes
+            compiled = None
+            if small:
+                try:
+                    compiled = self._compile_openvino(input_hw, "THROUGHPUT", batch=4)
+                except RuntimeError:
+                    pass
+            self._throughput[input_hw] = compiled or self._compile_openvino(input_hw, "THROUGHPUT")
+        return self._throughput[input_hw].input(0).shape[0]
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,8 @@ The exported model is written beside the weights (``best.onnx``, ``best_openvino
 ``Detector`` and in ``detector video/live --weights`` like the ``.pt``. ``--half`` stores float16 weights;
 ``--int8`` (OpenVINO) quantises with NNCF, calibrated on ``--data``'s val images. The graph is exported
 with the raw head output (no NMS inside), so ``postprocess.py`` treats it as it treats the ``.pt``.
+``--dynamic`` leaves the input's height and width open: the app compiles such a model for each source's own
+letterboxed shape (384x640 for a 16:9 frame at 640) instead of padding every frame to a square.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ FORMATS = ("onnx", "openvino")
 
 
 def export_model(
-    weights: str, fmt: str, imgsz: int = 640, half: bool = False, int8: bool = False, data: str | None = None
+    weights: str,
+    fmt: str,
+    imgsz: int = 640,
+    half: bool = False,
+    int8: bool = False,
+    data: str | None = None,
+    dynamic: bool = False,
 ) -> Path:
     """Export ``weights`` (a ``.pt`` detector; a pickle, load only weights you trust) -> the exported path."""
     from detector.backends import load_torch_model, resolve_weights
@@ -42,7 +50,8 @@ def export_model(
     size = max(check_imgsz(imgsz, 32))
     from ultralytics import YOLO
 
-    options = {"format": fmt, "imgsz": size, "quantize": 16 if half else 8 if int8 else 32, "device": "cpu"}
+    quantize = 16 if half else 8 if int8 else 32
+    options = {"format": fmt, "imgsz": size, "quantize": quantize, "dynamic": dynamic, "device": "cpu"}
     if fmt == "onnx":
         options["simplify"] = False  # onnxslim is not a dependency; the graph runs the same unsimplified
     if int8:

@@ -66,8 +66,10 @@ class Inference(threading.Thread):
             # the first call allocates and tunes: done now, it would drop the first frames and skew the
             # frame rate the recordings measure over their first second. In this thread: PyTorch's CPU
             # threads belong to the thread that first calls it (yolo11n.pt at 320 on 2 cores ran at 41
-            # frames/s after a warm-up in the main thread, 62-67 after one here)
-            self.detector([np.full((*self.detector.imgsz, 3), 114, np.uint8)])
+            # frames/s after a warm-up in the main thread, 62-67 after one here). At the source's frame size:
+            # the model is compiled for the input shape that size letterboxes to
+            frame_hw = self.source.frame_hw or self.detector.imgsz
+            self.detector([np.full((*frame_hw, 3), 114, np.uint8)])
             self.ready.set()
             while not self.stop.is_set():
                 # say how long we will be busy: the capture thread decodes again just before we are free

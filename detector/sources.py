@@ -394,6 +394,8 @@ class LiveSource:
         if not 0 < self.fps < 1000:
             self.fps = 30.0
         self.stats.granted = describe(self.cap)
+        w, h = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.frame_hw: tuple[int, int] | None = (h, w) if w > 0 and h > 0 else None  # None: not known before frames
         # frames in a file or folder (0 for cameras and streams): how long one pass of a replay lasts
         self.frames = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if self.kind == "simulated" else 0
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)

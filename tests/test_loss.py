@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, needs_shared
+from conftest import REPO, SHARED, needs_shared
 from ultralytics.cfg import DEFAULT_CFG_DICT
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import IterableSimpleNamespace
@@ -113,15 +113,12 @@ def compare_v8(model, preds: dict, batch: dict, batch_size: int, imgsz: int, wha
 
 @needs_shared
 @pytest.mark.parametrize("weights", ["random", "pretrained"])
-def test_coco8_batch(weights, tmp_path):
+def test_coco8_batch(weights):
     model = make_model()
     if weights == "pretrained":
         from ultralytics.nn.tasks import load_checkpoint
 
-        from detector.pipeline import DEFAULT_WEIGHTS
-        from detector.train.recover import recover_weights
-
-        model.load_state_dict(load_checkpoint(recover_weights(DEFAULT_WEIGHTS, tmp_path / "w.pt"))[0].state_dict())
+        model.load_state_dict(load_checkpoint(REPO / "weights" / "yolo11n.pt")[0].state_dict())
     x, batch = coco8_batch()
     preds = model(x)  # training mode: the raw head dict
     total, parts = compare_v8(model, preds, batch, len(x), 640, f"coco8, {weights} weights")

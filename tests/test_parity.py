@@ -35,8 +35,14 @@ def compare(model_or_weights, yolo: YOLO, images: list[np.ndarray], min_boxes: i
     if end2end:
         predict["nms"] = False  # Ultralytics' switch for the NMS-free head
     for i, image in enumerate(images):
-        theirs = yolo.predict(image, **predict)[0]
+        theirs = yolo.predict(image, **predict, **same_input(ours, image))[0]
         assert_same(ours([image])[0], theirs, f"image {i}", min_boxes)
+
+
+def same_input(ours: Detector, image: np.ndarray) -> dict:
+    """Dynamic models run at each image's rect shape: name it, so that Ultralytics letterboxes to it whatever
+    its backend decides (on Intel AMX CPUs it runs dynamic INT8 IRs as fixed-shape models, openvino#37577)."""
+    return {} if ours.backend.fixed_imgsz else {"imgsz": list(ours.preprocess([image]).shape[1:3])}
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +64,14 @@ def test_bundled_openvino_model_filters(bus):
 
 @needs_shared
 def test_bundled_openvino_model_on_video_frames():
+    """The shared videos are 16:9: the default model runs them at 384x640, Ultralytics too."""
     yolo = YOLO(str(DEFAULT_WEIGHTS), task="detect")
     frames = random_video_frames(4, np.random.default_rng())
     ours = Detector(str(DEFAULT_WEIGHTS), conf=0.05)
+    assert ours.preprocess(frames[:1]).shape[1:3] == (384, 640)
     total = 0
     for i, frame in enumerate(frames):
-        theirs = yolo.predict(frame, conf=0.05, verbose=False)[0]
+        theirs = yolo.predict(frame, conf=0.05, verbose=False, **same_input(ours, frame))[0]
         assert_same(ours([frame])[0], theirs, f"video frame {i}", min_boxes=0)
         total += len(theirs.boxes)
     assert total >= 4, "the video frames gave almost no boxes: nothing was compared"

@@ -1,4 +1,4 @@
-"""`detector recover-weights`: a trainable YOLO11n .pt rebuilt from the bundled OpenVINO INT8 IR.
+"""`detector recover-weights`: a trainable YOLO11n .pt rebuilt from an OpenVINO INT8 IR (the bundled one).
 
 Three levels of check. (1) The recovered torch model equals the IR itself with its activation quantisation
 removed (weights dequantised by OpenVINO, not by our numpy): this proves every weight and bias landed in
@@ -9,8 +9,6 @@ of confidence. (3) Its mAP50 on coco128 is within 0.01 of the INT8 model's.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 from conftest import REPO, SHARED, needs_shared
@@ -18,17 +16,20 @@ from conftest import REPO, SHARED, needs_shared
 from detector import Detector
 from detector.backends import openvino_core
 from detector.cli import main
+from detector.evaluate.dataset import writable_view
 from detector.pipeline import DEFAULT_WEIGHTS
 from detector.preprocess import preprocess
 from detector.train.recover import fill_from_ir, ir_convolutions
 
 XML = DEFAULT_WEIGHTS / "yolo11n.xml"
-# Measured with the bundled IR on the same 640x640 letterboxed input: boxes differ by at most 1.0 px (bus)
+# Measured with the original static IR on the same 640x640 letterboxed input: boxes differ by at most 1.0 px (bus)
 # and 2.5 px (zidane) in input pixels, confidences by at most 0.026 on a CPU with AVX-512 VNNI; on an AVX2
 # CPU without VNNI (AMD EPYC, OpenVINO 2026.4) INT8 convolutions take another kernel and one zidane score
 # moves 0.079 (0.323 INT8, 0.244 recovered). So the comparison runs at a lower threshold than it judges at:
 # every detection one model is sure of (conf >= JUDGE_CONF) must be found by the other at >= FIND_CONF.
-BOX_TOL_PX = 3.0
+# Large boxes move more: the re-quantised default IR moves one edge of zidane's 700-pixel-wide box by 12.7 px
+# (IoU 0.98), so a box also counts as the same where the two overlap by BOX_MIN_IOU.
+BOX_TOL_PX, BOX_MIN_IOU = 3.0, 0.95
 CONF_TOL = 0.1
 JUDGE_CONF, FIND_CONF = 0.25, 0.1
 
@@ -101,12 +102,13 @@ def matched(ours, theirs, frame_hw: tuple[int, int]) -> None:
         assert (b.confidence[j] - sure.confidence).abs().max() <= CONF_TOL
         # frame pixels -> letterboxed-input pixels: the tolerance is about the model, not the frame size
         scale = 640 / max(frame_hw)
-        assert ((b.xyxy[j] - sure.xyxy).abs().max() * scale) <= BOX_TOL_PX
+        near = (b.xyxy[j] - sure.xyxy).abs().amax(1) * scale <= BOX_TOL_PX  # [N]
+        overlap = box_iou(sure.xyxy, b.xyxy[j]).diagonal() >= BOX_MIN_IOU  # [N]
+        assert (near | overlap).all(), f"boxes moved: {sure.xyxy[~(near | overlap)]} vs {b.xyxy[j][~(near | overlap)]}"
 
 
 def test_checkpoint_gives_the_int8_detections(recovered, bus, zidane):
-    """Both models see the same 640x640 letterbox: the IR is static at that size, while Ultralytics would give
-    a .pt the smallest rectangle (640x384 for zidane), a different input."""
+    """Both models see the same 640x640 letterbox, given to their backends directly."""
     int8, ours = Detector(str(DEFAULT_WEIGHTS), conf=FIND_CONF), Detector(recovered, conf=FIND_CONF)
     assert ours.backend.format == "pt"
     for frame in (bus, zidane):
@@ -139,14 +141,17 @@ def test_checkpoint_loads_in_ultralytics_and_trains(recovered, bus):
     assert first is not None and torch.isfinite(first).all() and first.abs().sum() > 0
 
 
-def test_bundled_checkpoint_is_the_recovered_one(recovered):
-    """weights/yolo11n.pt is what `detector recover-weights` makes today (regenerate it if this fails)."""
+@needs_shared
+def test_bundled_checkpoint_is_the_one_recovered_from_the_original_ir(tmp_path):
+    """weights/yolo11n.pt is what `detector recover-weights` makes of the IR it came from (the static 640x640
+    export of the official yolo11n.pt, kept in ../shared/data/weights since the default became its own
+    re-export, tests/test_default_model.py)."""
     from ultralytics.nn.tasks import load_checkpoint
 
-    bundled = REPO / "weights" / "yolo11n.pt"
-    if not bundled.exists():
-        pytest.skip("weights/yolo11n.pt not generated yet: run `detector recover-weights`")
-    a, b = load_checkpoint(bundled)[0].state_dict(), load_checkpoint(recovered)[0].state_dict()
+    original = SHARED / "weights" / "yolo11n_int8_openvino_model"
+    assert main(["recover-weights", str(original), "--out", str(tmp_path / "yolo11n.pt")]) == 0
+    a = load_checkpoint(REPO / "weights" / "yolo11n.pt")[0].state_dict()
+    b = load_checkpoint(tmp_path / "yolo11n.pt")[0].state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -164,16 +169,11 @@ def test_bad_input(tmp_path, capsys):
 def test_map50_on_coco128_matches_int8(recovered, tmp_path):
     from ultralytics import YOLO
 
-    # A view of the shared dataset in tmp_path: Ultralytics writes its label cache beside the labels
-    data = tmp_path / "coco128"
-    (data / "labels").mkdir(parents=True)
-    (data / "images").symlink_to(SHARED / "coco128" / "images")
-    (data / "labels" / "train2017").symlink_to(SHARED / "coco128" / "labels" / "train2017")
-    shutil.copy(SHARED / "coco128" / "data.yaml", data / "data.yaml")
+    data = writable_view(SHARED / "coco128" / "data.yaml", tmp_path / "coco128")
     maps = {}
     for name, weights in (("int8", str(DEFAULT_WEIGHTS)), ("recovered", recovered)):
         metrics = YOLO(weights, task="detect").val(
-            data=str(data / "data.yaml"), imgsz=640, batch=16, plots=False, verbose=False, project=str(tmp_path)
+            data=str(data), imgsz=640, batch=16, plots=False, verbose=False, project=str(tmp_path)
         )
         maps[name] = metrics.box.map50
     print(f"coco128 mAP50: {maps}")

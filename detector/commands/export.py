@@ -20,8 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "detector export runs/finetune/best.pt --format onnx",
             ),
             (
-                "OpenVINO INT8, calibrated on the val images",
-                "detector export runs/finetune/best.pt --format openvino --int8 --data my.yaml",
+                "OpenVINO INT8, calibrated on the val images, any input shape (as the bundled default)",
+                "detector export runs/finetune/best.pt --format openvino --int8 --dynamic --data my.yaml",
             ),
         ],
     )
@@ -32,12 +32,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--half", action="store_true", help="float16 weights")
     g.add_argument("--int8", action="store_true", help="INT8 (OpenVINO, needs nncf and --data for calibration)")
     p.add_argument("--data", metavar="YAML", help="data.yaml whose val images calibrate --int8")
+    p.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="input height and width left open: each source then runs at its own letterboxed shape "
+        "(384x640 for 16:9 video at --imgsz 640) instead of a padded square",
+    )
     p.set_defaults(run=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from detector.export import export_model
 
-    out = export_model(args.weights, args.format, args.imgsz, half=args.half, int8=args.int8, data=args.data)
+    out = export_model(
+        args.weights, args.format, args.imgsz, half=args.half, int8=args.int8, data=args.data, dynamic=args.dynamic
+    )
     print(f"exported: {out}; use: detector video clip.mp4 --weights {out}")
     return 0
