@@ -88,7 +88,7 @@ def main() -> None:
         for batch in (1, 4):
             ours = Detector(ir).backend
             if batch == 1:  # what prepare_stream picked before batches: one frame a request
-                ours._throughput = ours._compile_openvino(ours.fixed_imgsz, "THROUGHPUT")
+                ours._throughput = {(320, 320): ours._compile_openvino((320, 320), "THROUGHPUT")}
             assert ours.prepare_stream((320, 320)) == batch
             t = throughput_ms(ours, letterbox([frame] * batch, (320, 320)), repeat // batch)
             name = f"OpenVINO FP32 forward at 320, throughput mode, {batch} frame(s) a request (per frame)"

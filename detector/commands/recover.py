@@ -16,9 +16,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "folded BatchNorms restored as identity + bias) and save it as an Ultralytics .pt checkpoint.",
         example=[
             (
-                "the bundled model, trainable: how weights/yolo11n.pt was made",
-                "detector recover-weights weights/yolo11n_int8_openvino_model --out weights/yolo11n.pt",
-            )
+                "how weights/yolo11n.pt was made, from the original static INT8 export (weights/README.md)",
+                "detector recover-weights ../shared/data/weights/yolo11n_int8_openvino_model --out weights/yolo11n.pt",
+            ),
+            (
+                "the bundled default model, trainable",
+                "detector recover-weights weights/yolo11n_int8_openvino_model --out yolo11n_default.pt",
+            ),
         ],
     )
     p.add_argument("ir", metavar="IR", help="*_openvino_model folder or its .xml (weights/yolo11n_int8_openvino_model)")
