@@ -195,8 +195,9 @@ def ultralytics_latency(weights: str, url: str, seconds: float) -> dict:
     return {"t": t, "ms": ms}
 
 
-def in_process(name: str, *args) -> dict:
-    code = f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_pipeline as b; "
+def in_process(name: str, *args, module: str = "bench_pipeline") -> dict:
+    """``module.name(*args)`` run in a fresh process; its JSON result."""
+    code = f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import {module} as b; "
     code += f"print('RESULT ' + json.dumps(b.{name}(*{list(args)!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "YOLO_OFFLINE": "1"})  # fmt: skip

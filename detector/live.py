@@ -33,6 +33,7 @@ from detector.pipeline import Detector
 from detector.render import draw_detections, draw_hud
 from detector.sinks import InThread, JsonlSink, RateMeasuringVideo, write_image, write_json_atomic
 from detector.sources import LiveFrame, LiveSource
+from detector.track.run import Tracked, Tracking
 
 WINDOW = "detector"
 
@@ -42,14 +43,21 @@ class Result:
     frame: LiveFrame  # the frame the model looked at
     dets: Detections
     infer_ms: float
+    tracked: Tracked | None = None  # with --track: the boxes and how they move
+
+    def boxes_at(self, frame_index: int) -> Detections:
+        """The boxes to draw on frame ``frame_index``: where their tracks' motion puts them, with --track."""
+        return self.tracked.at(frame_index) if self.tracked is not None else self.dets
 
 
 class Inference(threading.Thread):
     """Runs the model on the newest frame, over and over; ``latest`` is the last result."""
 
-    def __init__(self, detector: Detector, source: LiveSource, on_result=None) -> None:
+    def __init__(
+        self, detector: Detector, source: LiveSource, on_result=None, tracking: Tracking | None = None
+    ) -> None:
         super().__init__(name="model", daemon=True)
-        self.detector, self.source, self.on_result = detector, source, on_result
+        self.detector, self.source, self.on_result, self.tracking = detector, source, on_result, tracking
         source.prepare = lambda image: detector.preprocess([image])  # letterboxed while we run the last frame
         self.latest: Result | None = None
         self.count = 0
@@ -85,8 +93,12 @@ class Inference(threading.Thread):
                 last = frame.index
                 start = time.perf_counter()
                 dets = self.detector([frame.image], frame.letterboxed)[0]
+                tracked = None
+                if self.tracking is not None:  # in frame order, right after the model: the gaps are real
+                    tracked = self.tracking.update(dets, frame.index, frame.image)
+                    dets = tracked.dets
                 self.times_ms.append((time.perf_counter() - start) * 1e3)
-                self.latest = Result(frame, dets, self.times_ms[-1])
+                self.latest = Result(frame, dets, self.times_ms[-1], tracked)
                 self.count += 1
                 if self.on_result is not None:
                     self.on_result(self.latest)
@@ -152,8 +164,9 @@ class LiveRun:
         show: bool = True,
         hud: bool = True,
         duration_s: float | None = None,
+        tracking: Tracking | None = None,
     ) -> None:
-        self.detector, self.source, self.outputs = detector, source, outputs
+        self.detector, self.source, self.outputs, self.tracking = detector, source, outputs, tracking
         self.show, self.hud, self.duration_s = show, hud, duration_s
         self.latency = LatencyLog()
         # outputs and threads start in run(), which closes and joins every one of them on its way out
@@ -162,7 +175,8 @@ class LiveRun:
         self.recorder: InThread | None = None
         self.raw: RateMeasuringVideo | None = None
         self.raw_writer: InThread | None = None
-        self.inference = Inference(detector, source, on_result=None if show else self._shown)
+        self.inference = Inference(detector, source, on_result=None if show else self._shown, tracking=tracking)
+        self.threshold = tracking or detector  # whose conf +/- move: with --track, what is shown
         self.shown_frames = 0
         self.snapshots = 0
         self.interrupted = threading.Event()
@@ -183,10 +197,18 @@ class LiveRun:
                     "t_capture": round(result.frame.t_capture, 6),
                     "latency_ms": round(latency_ms, 2),
                     **result.dets.to_dict(),
+                    **self._counts(),
                 }
             )
         if canvas is None and self.recorder is not None:  # headless: record what the model saw
-            self.recorder.put((draw_detections(result.frame.image.copy(), result.dets), result.frame.t_capture))
+            image = result.frame.image.copy()
+            if self.tracking is not None:
+                self.tracking.draw(image)
+            self.recorder.put((draw_detections(image, result.dets), result.frame.t_capture))
+
+    def _counts(self) -> dict:
+        """``{"counts": ...}`` where lines or zones count, else nothing."""
+        return {"counts": self.tracking.counts()} if self.tracking is not None and self.tracking.counters else {}
 
     def _start_recording(self, path: Path) -> None:
         self.recording = RateMeasuringVideo(path, self.source.fps)
@@ -248,7 +270,9 @@ class LiveRun:
         if self.inference.ident is not None:  # started
             self.inference.join()  # it checks the stop at least every 0.2 s, after at most one forward
         errors = []
-        closers = [self._stop_recording] + [c.close for c in (self.raw_writer, self.raw, self.jsonl) if c is not None]
+        closers = [self._stop_recording] + [
+            c.close for c in (self.raw_writer, self.raw, self.jsonl, self.tracking) if c is not None
+        ]
         for close in closers:  # each one, even after another failed (a full disk): its thread ends, its file closes
             try:
                 close()
@@ -289,8 +313,10 @@ class LiveRun:
             if not paused and (frame is not None or result is not drawn) and (frame or newest) is not None:
                 newest = frame or newest
                 canvas = newest.image.copy()
+                if self.tracking is not None:
+                    self.tracking.draw(canvas)  # trails and counters, under the boxes
                 if result is not None:
-                    draw_detections(canvas, result.dets)
+                    draw_detections(canvas, result.boxes_at(newest.index))
                 shown = draw_hud(canvas.copy(), self._hud_lines(paused)) if self.hud else canvas
                 cv2.imshow(WINDOW, shown)
                 if result is not drawn:
@@ -316,9 +342,9 @@ class LiveRun:
                 else:
                     self._stop_recording()
             elif key in (ord("+"), ord("=")):
-                self.detector.conf = min(round(self.detector.conf + 0.05, 2), 0.95)
+                self.threshold.conf = min(round(self.threshold.conf + 0.05, 2), 0.95)
             elif key in (ord("-"), ord("_")):
-                self.detector.conf = max(round(self.detector.conf - 0.05, 2), 0.05)
+                self.threshold.conf = max(round(self.threshold.conf - 0.05, 2), 0.05)
             elif key == ord("h"):
                 self.hud = not self.hud
             if self.inference.error is not None:
@@ -334,7 +360,7 @@ class LiveRun:
         stem = self.outputs.snapshots / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{self.snapshots}"
         write_image(stem.with_suffix(".png"), canvas)
         dets = result.dets.to_dict() if result else {"detections": []}
-        record = {"frame": result.frame.index if result else None, **dets}
+        record = {"frame": result.frame.index if result else None, **dets, **self._counts()}
         write_json_atomic(stem.with_suffix(".json"), record)
         print(f"snapshot: {stem}.png")
 
@@ -345,7 +371,7 @@ class LiveRun:
         infer_ms = sum(inf.times_ms) / len(inf.times_ms) if inf.times_ms else 0.0
         lines = [
             f"camera {stats.rate():.1f} fps   model {inf.rate():.1f} fps {infer_ms:.0f} ms"
-            f"   conf {self.detector.conf:.2f}",
+            f"   conf {self.threshold.conf:.2f}",
             f"latency p50 {lat.percentile(lat.recent, 50):.0f} ms  p95 {lat.percentile(lat.recent, 95):.0f} ms"
             f"   dropped {inf.dropped}",
         ]
@@ -356,7 +382,8 @@ class LiveRun:
             states.append("PAUSED")
         if self.recorder is not None:
             states.append("REC")
-        return lines + ([" ".join(states)] if states else [])
+        counts = self.tracking.count_lines() if self.tracking is not None else []
+        return lines + counts + ([" ".join(states)] if states else [])
 
     def _summary(self) -> None:
         stats, inf, lat = self.source.stats, self.inference, self.latency
@@ -372,7 +399,9 @@ class LiveRun:
         )
         if stats.gaps:
             print(f"stream: {stats.gaps} gap(s), {stats.gap_seconds:.1f} s without frames, reconnected each time")
-        for path in (self.outputs.jsonl, self.outputs.record_raw):
+        if self.tracking is not None:
+            print("\n".join(self.tracking.count_lines()))
+        for path in (self.outputs.jsonl, self.outputs.record_raw, self.tracking and self.tracking.options.mot):
             if path:
                 print(f"wrote: {path}")
 

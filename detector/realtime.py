@@ -9,7 +9,8 @@ frame came. A frame the model never saw thus counts with the boxes last shown.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from detector.detections import Detections
 from detector.live import Inference, Result
 from detector.pipeline import Detector
 from detector.sources import LiveSource
+from detector.track.run import Tracking
 
 
 @dataclass
@@ -27,6 +29,7 @@ class RealtimeReplay:
     fps: float  # the file's frame rate
     inferred: int  # frames the model saw
     seconds: float
+    counts: list[str] = field(default_factory=list)  # with --track and lines or zones: the counts in words
 
     @property
     def frames(self) -> int:
@@ -47,10 +50,20 @@ class RealtimeReplay:
         ]
 
 
-def replay_realtime(detector: Detector, video: str | Path) -> RealtimeReplay:
+def replay_realtime(
+    detector: Detector, video: str | Path, tracking: Callable[[LiveSource], Tracking | None] | None = None
+) -> RealtimeReplay:
+    """``tracking``: makes the run's `Tracking` for the opened source, or None. With it, each frame shows the
+    boxes where their tracks' motion put them at that frame (unless ``predict_boxes`` is off)."""
     source = LiveSource(str(video))
+    try:
+        track = tracking(source) if tracking is not None else None
+    except BaseException:
+        source.stop()
+        raise
     finished: list[tuple[float, Result]] = []  # (when the boxes were ready, result)
-    inference = Inference(detector, source, on_result=lambda r: finished.append((time.monotonic(), r)))
+    on_result = lambda r: finished.append((time.monotonic(), r))  # noqa: E731
+    inference = Inference(detector, source, on_result=on_result, tracking=track)
     source.start()
     inference.start()
     try:
@@ -59,6 +72,8 @@ def replay_realtime(detector: Detector, video: str | Path) -> RealtimeReplay:
         inference.stop.set()
         source.stop()
         inference.join()
+        if track is not None:
+            track.close()
     if inference.error is not None:
         raise inference.error
     total = source.stats.produced
@@ -67,9 +82,10 @@ def replay_realtime(detector: Detector, video: str | Path) -> RealtimeReplay:
     on_screen = np.searchsorted(ready, next_frame_due, side="right") - 1  # [F] index into finished, -1: none
     empty = Detections.empty(detector.names)
     return RealtimeReplay(
-        shown=[finished[k][1].dets if k >= 0 else empty for k in on_screen],
+        shown=[finished[k][1].boxes_at(f) if k >= 0 else empty for f, k in enumerate(on_screen.tolist())],
         shown_from=[finished[k][1].frame.index if k >= 0 else -1 for k in on_screen],
         fps=source.fps,
         inferred=len(finished),
         seconds=(ready[-1] - source.t_start) if len(ready) else 0.0,
+        counts=track.count_lines() if track is not None else [],
     )

@@ -1,4 +1,5 @@
-"""Draw detections on a frame: a box and a ``name score`` label per detection, one colour per class."""
+"""Draw detections on a frame: a box and a ``name score`` label per detection, one colour per class (per
+object, with ``#id``, while tracking)."""
 
 from __future__ import annotations
 
@@ -47,19 +48,20 @@ def text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def draw_detections(frame: np.ndarray, dets: Detections, labels: bool = True) -> np.ndarray:
-    """Draws on ``frame`` in place and returns it."""
+    """Draws on ``frame`` in place and returns it. Tracked boxes get their track's colour and ``#id``."""
     h, w = frame.shape[:2]
     thickness = max(2, round((h + w) / 600))
     scale = max(0.4, thickness / 4)
     boxes = dets.xyxy.round().int().tolist()
     scores, class_ids = dets.confidence.tolist(), dets.class_id.tolist()
-    for (x1, y1, x2, y2), score, k, name in zip(boxes, scores, class_ids, dets.class_name):
-        color = class_color(k)
+    tracks = dets.track_id.tolist() if dets.track_id is not None else [-1] * len(dets)
+    for (x1, y1, x2, y2), score, k, name, track in zip(boxes, scores, class_ids, dets.class_name, tracks):
+        color = class_color(track if track >= 0 else k)  # one colour per object while tracking
         # a thin dark rim keeps the box visible on light and dark backgrounds alike
         cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 0, 0), thickness + 2, cv2.LINE_AA)
         cv2.rectangle(frame, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
         if labels:
-            text = f"{name} {score:.2f}"
+            text = f"#{track} {name} {score:.2f}" if track >= 0 else f"{name} {score:.2f}"
             (tw, th), base = cv2.getTextSize(text, FONT, scale, max(1, thickness // 2))
             ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # above the box, or inside at the top
             cv2.rectangle(frame, (x1, ty), (x1 + tw + 4, ty + th + base + 2), color, -1)

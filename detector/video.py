@@ -24,7 +24,8 @@ from detector.environment import run_in_idle_time
 from detector.pipeline import Detector
 from detector.render import draw_detections
 from detector.sinks import InThread, JsonlSink, VideoSink
-from detector.sources import Frame, VideoFile
+from detector.sources import Frame, LiveSource, VideoFile
+from detector.track.run import Tracking
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -37,6 +38,7 @@ class VideoSummary:
     failed_frames: int = 0
     per_class: Counter = field(default_factory=Counter)
     interrupted: bool = False
+    counts: list[str] = field(default_factory=list)  # with --track and lines or zones: the counts in words
 
     @property
     def fps(self) -> float:
@@ -45,6 +47,7 @@ class VideoSummary:
     def lines(self) -> list[str]:
         classes = ", ".join(f"{name} {n}" for name, n in self.per_class.most_common()) or "none"
         out = [f"frames: {self.frames} in {self.seconds:.1f} s ({self.fps:.1f} frames/s)", f"detections: {classes}"]
+        out += self.counts
         if self.failed_frames:
             out.append(f"warning: {self.failed_frames} frame(s) could not be decoded and were skipped")
         if self.interrupted:
@@ -108,20 +111,27 @@ class _Failure:
 
 
 def run_video(
-    detector: Detector, path: str | Path, out: Path | None, jsonl: Path | None, progress: bool = True
+    detector: Detector,
+    path: str | Path,
+    out: Path | None,
+    jsonl: Path | None,
+    progress: bool = True,
+    tracking: Callable[[VideoFile], Tracking | None] | None = None,
 ) -> VideoSummary:
+    """``tracking``: makes the run's `Tracking` for the opened source (its frame rate and size), or None."""
     source = VideoFile(path)
     summary = VideoSummary()
-    video_sink = jsonl_sink = writer = None
+    video_sink = jsonl_sink = writer = track = None
 
-    def write(item: tuple[Frame, Detections]) -> None:
-        frame, dets = item
+    def write(item: tuple[Frame, Detections, dict]) -> None:
+        frame, dets, counts = item
         if jsonl_sink is not None:
-            jsonl_sink.write({"frame": frame.index, "time_s": round(frame.time_s, 4), **dets.to_dict()})
+            jsonl_sink.write({"frame": frame.index, "time_s": round(frame.time_s, 4), **dets.to_dict(), **counts})
         if video_sink is not None:
             video_sink.write(draw_detections(frame.image, dets))
 
     try:
+        track = tracking(source) if tracking is not None else None
         video_sink = VideoSink(out, source.fps, source.size) if out else None
         jsonl_sink = JsonlSink(jsonl) if jsonl else None
         writer = InThread(write, name="write")
@@ -140,7 +150,13 @@ def run_video(
         try:
             for raw, (frames, input_hw) in detected:
                 for frame, dets in zip(frames, detector.postprocess(raw, input_hw, [f.image for f in frames])):
-                    writer.put((frame, dets))
+                    counts = {}
+                    if track is not None:  # in frame order, here: the writer thread only draws and writes
+                        dets = track.update(dets, frame.index, frame.image).dets
+                        counts = {"counts": track.counts()} if track.counters else {}
+                        if video_sink is not None:
+                            track.draw(frame.image)  # trails and counters, under the boxes
+                    writer.put((frame, dets, counts))
                     summary.per_class.update(dets.class_name)
                     summary.frames += 1
                     bar.update()
@@ -153,20 +169,27 @@ def run_video(
             summary.seconds = time.perf_counter() - start
             writer.close()  # writes what is queued; re-raises a write error
         summary.failed_frames = source.failed
+        summary.counts = track.count_lines() if track is not None else []
     finally:
         source.close()
-        for sink in (video_sink, jsonl_sink):
+        for sink in (video_sink, jsonl_sink, track):
             if sink is not None:
                 sink.close()
     return summary
 
 
-def run_video_realtime(detector: Detector, path: str | Path, out: Path | None, jsonl: Path | None) -> list[str]:
+def run_video_realtime(
+    detector: Detector,
+    path: str | Path,
+    out: Path | None,
+    jsonl: Path | None,
+    tracking: Callable[[LiveSource], Tracking | None] | None = None,
+) -> list[str]:
     """`detector video --realtime`: the file as a camera user would have seen it (detector/realtime.py);
     every frame written with the boxes that were on screen, ``shown_from`` naming the frame they came from."""
     from detector.realtime import replay_realtime
 
-    replay = replay_realtime(detector, path)
+    replay = replay_realtime(detector, path, tracking)
     source = VideoFile(path)
     jsonl_sink = JsonlSink(jsonl) if jsonl else None
     annotated = VideoSink(out, source.fps, source.size) if out else None
@@ -185,4 +208,4 @@ def run_video_realtime(detector: Detector, path: str | Path, out: Path | None, j
         for sink in (jsonl_sink, annotated):
             if sink is not None:
                 sink.close()
-    return replay.lines()
+    return replay.lines() + replay.counts

@@ -35,7 +35,7 @@ def compare(model_or_weights, yolo: YOLO, images: list[np.ndarray], min_boxes: i
     if end2end:
         predict["nms"] = False  # Ultralytics' switch for the NMS-free head
     for i, image in enumerate(images):
-        theirs = yolo.predict(image, **predict, **same_input(ours, image))[0]
+        theirs = yolo.predict(image, **{**same_input(ours, image), **predict})[0]  # an imgsz asked for wins
         assert_same(ours([image])[0], theirs, f"image {i}", min_boxes)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detector.commands.options import add_command, add_file_run_options, add_model_options, make_detector
+from detector.commands.options import (
+    add_command,
+    add_file_run_options,
+    add_model_options,
+    add_tracking_options,
+    make_detector,
+    tracking_for,
+)
 from detector.errors import DetectorError
 
 
@@ -23,6 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             (
                 "YOLO labels (a file per frame), as a camera user would have seen them",
                 "detector eval-video clip.mp4 --gt labels/ --class-map 0=person --realtime",
+            ),
+            (
+                "tracks scored too (MOTA, IDF1, HOTA; tracks.txt in --out)",
+                "detector eval-video clip.mp4 --gt gt.txt --track",
             ),
         ],
     )
@@ -66,6 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_file_run_options(p)
     add_model_options(p, conf=0.001, conf_note=", as Ultralytics' val: every detection is scored")
+    add_tracking_options(p)
     p.set_defaults(run=cmd_eval_video)
 
     p = add_command(
@@ -104,6 +116,8 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
 
     gt = load_ground_truth(args.gt, args.path, args.gt_format)  # bad ground truth fails before the model loads
     out = Path(args.out) if args.out else Path("runs/eval") / Path(args.path).stem
+    tracking = tracking_for(args, mot=out / "tracks.txt")
+    gt_txt = Path(args.gt) if Path(args.gt).is_file() else None  # MOT ground truth: IDs to score tracks by
     detector = make_detector(args)
     _, lines = evaluate_video(
         detector,
@@ -116,6 +130,8 @@ def cmd_eval_video(args: argparse.Namespace) -> int:
         args.video,
         not args.quiet,
         realtime=args.realtime,
+        tracking=tracking,
+        gt_txt=gt_txt,
     )
     print("\n".join(lines))
     return 0

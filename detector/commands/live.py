@@ -7,7 +7,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from detector.commands.options import KEYS_HELP, add_command, add_live_options, add_model_options, make_detector
+from detector.commands.options import (
+    KEYS_HELP,
+    add_command,
+    add_live_options,
+    add_model_options,
+    add_tracking_options,
+    make_detector,
+    make_tracking,
+)
 from detector.sources import CAPTURE_BACKENDS, SAMPLE_VIDEO
 
 
@@ -29,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "detector live --source rtsp://192.168.1.20/stream --record out.mp4 --jsonl out.jsonl",
             ),
             ("a file replayed as a camera, over and over", "detector live --simulate-live clip.mp4 --loop"),
+            (
+                "IDs, trails, and people crossing a line across the middle, counted",
+                "detector live --track --trails 30 --line 0,0.5,1,0.5 --classes person",
+            ),
         ],
     )
     p.add_argument(
@@ -61,6 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--timeout", type=float, default=5.0, metavar="S", help="stream open/read time-out (default 5)")
     add_live_options(p)
     add_model_options(p)
+    add_tracking_options(p)
     p.set_defaults(run=cmd_live)
 
     p = add_command(
@@ -81,6 +94,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_live_options(p)
     add_model_options(p)
+    add_tracking_options(p)
     p.set_defaults(run=cmd_demo)
 
     p = add_command(
@@ -144,7 +158,14 @@ def run_live(args: argparse.Namespace, spec: str, loop: bool, fallback=None) -> 
         # `detector demo` on a machine without a display, nothing asked for: one pass of the clip, so that
         # the README's first command ends by itself (--duration runs it longer)
         duration = source.frames / source.fps if source.frames else None
-    return LiveRun(detector, source, outputs, show=show, hud=not args.no_hud, duration_s=duration).run()
+    try:
+        h, w = source.frame_hw or (0, 0)
+        tracking = make_tracking(args, source.fps, (w, h))
+    except BaseException:
+        source.stop()  # bad --line or --zone: the camera is released before the one-line error
+        raise
+    run = LiveRun(detector, source, outputs, show=show, hud=not args.no_hud, duration_s=duration, tracking=tracking)
+    return run.run()
 
 
 def _report_granted(source, settings) -> None:

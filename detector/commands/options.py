@@ -83,13 +83,19 @@ def add_model_options(p: argparse.ArgumentParser, conf: float = 0.25, conf_note:
 
 
 def make_detector(args: argparse.Namespace):
-    """The `Detector` that add_model_options' options describe."""
+    """The `Detector` that add_model_options' options describe (while tracking, at the tracker's threshold:
+    ``--conf`` then decides what is shown and written)."""
     from detector.pipeline import Detector
 
+    conf = args.conf
+    if getattr(args, "track", False):
+        from detector.track.run import Tracking
+
+        conf = Tracking.detector_conf(args.conf)
     return Detector(
         args.weights,
         imgsz=args.imgsz,
-        conf=args.conf,
+        conf=conf,
         iou=args.iou,
         classes=args.classes,
         max_det=args.max_det,
@@ -122,3 +128,86 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--snapshots", default="runs/live", metavar="DIR", help="where s and r write (default runs/live)")
     g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    """`--track` and what goes with it: `live`, `demo`, `video`, `eval-video`."""
+    g = p.add_argument_group("tracking")
+    g.add_argument("--track", action="store_true", help="follow objects across frames: an ID per object (#id)")
+    g.add_argument(
+        "--tracker",
+        default="bytetrack",
+        metavar="T",
+        help="bytetrack (default), botsort, or a tracker .yaml in Ultralytics' format",
+    )
+    g.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="X1,Y1,X2,Y2",
+        help="count tracks crossing this line, in and out, per class (pixels, or fractions 0-1 of the frame; "
+        "repeatable). In is to the line's right, walking from its first point to its second",
+    )
+    g.add_argument(
+        "--zone",
+        action="append",
+        default=[],
+        metavar="X1,Y1,X2,Y2,X3,Y3,...",
+        help="a polygon: tracks inside now and entries, per class (pixels or fractions; repeatable)",
+    )
+    g.add_argument("--trails", type=int, default=0, metavar="N", help="draw each track's last N centres")
+    g.add_argument("--mot", metavar="OUT.txt", help="MOTChallenge results: frame,id,x,y,w,h,conf,-1,-1,-1")
+    g.add_argument(
+        "--track-by-calls",
+        action="store_true",
+        help="count tracker calls instead of source frames, as Ultralytics does (for comparison)",
+    )
+    g.add_argument(
+        "--no-predict-boxes",
+        action="store_true",
+        help="live and --realtime: draw tracks where they were found, one inference ago, not where their "
+        "motion puts them on the newest frame",
+    )
+
+
+def make_tracking(args: argparse.Namespace, frame_rate: float, frame_wh: tuple[int, int], mot=None):
+    """The `Tracking` that add_tracking_options' options describe; None without --track. Lines, zones and
+    the other tracking options without --track are a one-line error."""
+    from pathlib import Path
+
+    from detector.errors import DetectorError
+
+    if not args.track:
+        asked = [name for name in ("line", "zone", "mot") if getattr(args, name)]
+        asked += ["trails"] * bool(args.trails) + ["tracker"] * (args.tracker != "bytetrack")
+        if asked:
+            raise DetectorError(f"--{asked[0]} needs --track: add --track")
+        return None
+    if args.trails < 0:
+        raise DetectorError(f"--trails {args.trails}: give a number of centres, 0 or more")
+    from detector.track.run import Tracking, TrackingOptions
+
+    options = TrackingOptions(
+        tracker=args.tracker,
+        lines=args.line,
+        zones=args.zone,
+        trails=args.trails,
+        mot=Path(mot or args.mot) if (mot or args.mot) else None,
+        predict_boxes=not args.no_predict_boxes,
+        time_aware=not args.track_by_calls,
+    )
+    return Tracking(options, frame_rate, frame_wh, args.conf)
+
+
+def tracking_for(args: argparse.Namespace, mot=None):
+    """For file runs: a function making the run's `Tracking` once the source is open (its frame rate and
+    size: a `VideoFile` or `LiveSource`), None without --track. ``mot``: where the tracks go (eval-video)."""
+    if not args.track:
+        make_tracking(args, 30.0, (1, 1))  # tracking options without --track: the one-line error, now
+        return None
+
+    def make(source):
+        w, h = source.size if hasattr(source, "size") else (source.frame_hw or (0, 0))[::-1]
+        return make_tracking(args, source.fps, (w, h), mot)
+
+    return make

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detector.commands.options import add_command, add_file_run_options, add_model_options, make_detector
+from detector.commands.options import (
+    add_command,
+    add_file_run_options,
+    add_model_options,
+    add_tracking_options,
+    make_detector,
+    tracking_for,
+)
 from detector.sources import SAMPLE_VIDEO
 
 
@@ -25,6 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "detector video clip.mp4 --no-video --classes person car",
             ),
             ("as a camera user would have seen it", "detector video clip.mp4 --realtime"),
+            (
+                "IDs and MOTChallenge tracks; people through a doorway line, counted",
+                "detector video clip.mp4 --track --mot tracks.txt --line 0.45,0.2,0.45,0.9 --classes person",
+            ),
         ],
     )
     p.add_argument(
@@ -43,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-video", action="store_true", help="write only the JSON lines: no drawing or encoding (faster)")
     add_file_run_options(p)
     add_model_options(p)
+    add_tracking_options(p)
     p.set_defaults(run=cmd_video)
 
 
@@ -56,10 +68,12 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.realtime:
         from detector.video import run_video_realtime
 
-        lines = run_video_realtime(detector, args.path, None if args.no_video else out, jsonl)
+        lines = run_video_realtime(detector, args.path, None if args.no_video else out, jsonl, tracking_for(args))
         print(f"video: {out}\n" * (not args.no_video) + f"detections: {jsonl}\n" + "\n".join(lines))
         return 0
-    summary = run_video(detector, args.path, None if args.no_video else out, jsonl, progress=not args.quiet)
+    summary = run_video(
+        detector, args.path, None if args.no_video else out, jsonl, progress=not args.quiet, tracking=tracking_for(args)
+    )
     print(f"video: {out}\n" * (not args.no_video) + f"detections: {jsonl}")
     print("\n".join(summary.lines()))
     return 130 if summary.interrupted else 0

@@ -10,7 +10,6 @@ import numpy as np
 
 from detector.detections import Detections
 from detector.errors import DetectorError
-from detector.evaluate.ground_truth import read_text
 from detector.sinks import _make_parent
 
 COLUMNS = 10
@@ -61,6 +60,8 @@ def read_mot(path: str | Path) -> np.ndarray:
     """A MOT file (results or ground truth) as ``[K, 10]`` float64 rows ``frame,id,x,y,w,h,c7,c8,c9,c10``;
     the columns a row lacks (ground truth has 6 to 9) are NaN, so that a MOT16/17 9-column row is told from
     a 10-column one. Checked line by line: a malformed row raises `DetectorError` naming the file and line."""
+    from detector.evaluate.ground_truth import read_text  # evaluate sits above track: imported when used
+
     path = Path(path)
     if not path.is_file():
         raise DetectorError(f"MOT file '{path}' not found; check the path")
