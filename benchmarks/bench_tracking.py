@@ -1,7 +1,7 @@
 """Tracking benchmarks: what --track costs, against Ultralytics' model.track, and what time-awareness and
 predicted boxes gain.
 
-    python benchmarks/bench_tracking.py [--seconds 20]
+    python benchmarks/bench_tracking.py [--seconds 20] [--only speed|realtime]
 
 - cost: `Tracking.update` (ByteTrack + our bookkeeping) per frame, ms, on the shared videos' detections and
   on a crowded frame (200 boxes), median;
@@ -130,7 +130,7 @@ def realtime_eval(*flags: str) -> dict:
         gt = load_ground_truth(TUD / "gt" / "gt.txt", TUD / "TUD-Campus.mp4")
         ious = []
         for run in read_jsonl(Path(tmp) / "detections.jsonl"):
-            shown = run.dets[(run.dets.confidence > 0.25) & (run.dets.class_id == 0)]
+            shown = run.detections[(run.detections.confidence > 0.25) & (run.detections.class_id == 0)]
             truth = gt.xyxy[gt.frame == run.frame]
             if len(shown) and len(truth):
                 best = box_iou(truth, shown.xyxy).amax(1)  # [M]: each person's best box on screen
@@ -142,7 +142,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", nargs="+", default=[str(v) for v in sorted(SHARED_VIDEOS.glob("*.mp4"))])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--only", choices=["speed", "realtime"], help="one of the two tables")
     args = parser.parse_args()
+    if args.only != "realtime":
+        speed(args)
+    if args.only != "speed":
+        realtime()
+
+
+def speed(args: argparse.Namespace) -> None:
     print(f"# tracking; {platform.machine()}, {os.cpu_count()} CPUs; bundled default model; ByteTrack")
     print(
         "| video | update ms / frame | crowded (200 boxes) ms | detector video --track fps | YOLO.track fps | ratio "
@@ -166,6 +174,9 @@ def main() -> None:
             f"{ours / theirs:.2f}x | {fast[False]:.1f} / {fast[True]:.1f} | {fast[True] / fast[False]:.2f}x | "
             f"{paced[False]:.1f} / {paced[True]:.1f} | {paced[True] - paced[False]:+.1f} ms |"
         )
+
+
+def realtime() -> None:
     print("\n# TUD-Campus, eval-video --realtime --track (frames dropped as a camera's)")
     print("| run | IDF1 | ID switches | MOTA | HOTA | recall on screen | mean IoU on screen |")
     print("|---|---|---|---|---|---|---|")

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED, needs_shared, ultralytics_asset
 
+from detector.track.mot import read_mot
+
 NO_NETWORK = Path(__file__).resolve().parent / "no_network"
 BUS = str(ultralytics_asset("bus.jpg"))
 ZIDANE = str(ultralytics_asset("zidane.jpg"))
@@ -251,9 +253,22 @@ def test_corrupt_middle_is_skipped_and_counted(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_leaves_playable_video_and_complete_jsonl(sig, tmp_path):
     clip = make_video(tmp_path / "long.mp4", frames=400, fps=10)
-    out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    out, jsonl, mot = tmp_path / "o.mp4", tmp_path / "o.jsonl", tmp_path / "tracks.txt"
+    tracking = ["--track", "--mot", str(mot)]  # tracking too: its MOT file must be complete as well
     proc = subprocess.Popen(
-        [sys.executable, "-m", "detector", "video", str(clip), "--out", str(out), "--jsonl", str(jsonl), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "detector",
+            "video",
+            str(clip),
+            "--out",
+            str(out),
+            "--jsonl",
+            str(jsonl),
+            "--quiet",
+            *tracking,
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -274,3 +289,5 @@ def test_interrupt_leaves_playable_video_and_complete_jsonl(sig, tmp_path):
     assert [line["frame"] for line in lines] == list(range(len(lines)))
     frames, size, _ = read_video(out)
     assert frames == len(lines) and size == (480, 360)  # plays, up to the last processed frame
+    tracked = {line["frame"] + 1 for line in lines for d in line["detections"] if d["track_id"] is not None}
+    assert tracked and set(read_mot(mot)[:, 0].astype(int)) >= tracked  # every line parses, none missing

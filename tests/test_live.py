@@ -248,6 +248,19 @@ def x(display: str, *args: str) -> str:
                           timeout=30, check=True).stdout  # fmt: skip
 
 
+def paused_screenshot(display: str, jsonl: Path, tmp_path: Path) -> tuple[str, np.ndarray, str]:
+    """Once the run has written 20 JSON lines: its window paused (space), the screen, the window's geometry."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 20):
+        time.sleep(0.2)
+    window = x(display, "xdotool", "search", "--name", "^detector$").split()[0]
+    x(display, "xdotool", "key", "--window", window, "space")  # pause: the picture and its boxes hold still
+    time.sleep(1.0)
+    shot = tmp_path / "screen.png"
+    x(display, "import", "-window", "root", str(shot))
+    return window, cv2.imread(str(shot)), x(display, "xdotool", "getwindowgeometry", window)
+
+
 def test_window_shows_boxes_and_answers_keys(xvfb, tmp_path):
     jsonl, snaps = tmp_path / "d.jsonl", tmp_path / "snaps"
     proc = subprocess.Popen(
@@ -256,18 +269,9 @@ def test_window_shows_boxes_and_answers_keys(xvfb, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(DISPLAY=xvfb),
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 20):
-            time.sleep(0.2)
-        window = x(xvfb, "xdotool", "search", "--name", "^detector$").split()[0]
-        x(xvfb, "xdotool", "key", "--window", window, "space")  # pause: the picture and its boxes hold still
-        time.sleep(1.0)
-        shot = tmp_path / "screen.png"
-        x(xvfb, "import", "-window", "root", str(shot))
+        window, screen, geometry = paused_screenshot(xvfb, jsonl, tmp_path)
         box = json.loads(jsonl.read_text().splitlines()[-1])["detections"][0]  # the boxes on screen
-        geometry = x(xvfb, "xdotool", "getwindowgeometry", window)
         left, top = (int(v) for v in geometry.split("Position: ")[1].split(" ")[0].split(","))
-        screen = cv2.imread(str(shot))
         assert box["class_name"] == "person"
         x1, y1, x2, y2 = (round(v) for v in box["xyxy"])
         color = np.array(class_color(box["class_id"]))

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
 import pytest
 from conftest import SHARED, needs_shared
 from test_cli import assert_bad_input, cli_env, detector
-from test_live import x, xvfb  # noqa: F401  (the Xvfb fixture)
+from test_live import paused_screenshot, x, xvfb  # noqa: F401  (the Xvfb fixture)
 from test_track_scores import assert_scores_equal, reference_scores
 
 from detector import Detector
@@ -125,18 +124,10 @@ def test_window_shows_ids_the_line_and_its_counts(xvfb, tmp_path):  # noqa: F811
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(DISPLAY=xvfb),
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 20):
-            time.sleep(0.2)
-        window = x(xvfb, "xdotool", "search", "--name", "^detector$").split()[0]
-        x(xvfb, "xdotool", "key", "--window", window, "space")  # pause: the picture holds still
-        time.sleep(1.0)
-        shot = tmp_path / "screen.png"
-        x(xvfb, "import", "-window", "root", str(shot))
-        geometry = x(xvfb, "xdotool", "getwindowgeometry", window)
+        window, screen, geometry = paused_screenshot(xvfb, jsonl, tmp_path)
         left, top = (int(v) for v in geometry.split("Position: ")[1].split(" ")[0].split(","))
         w, h = (int(v) for v in geometry.split("Geometry: ")[1].split()[0].split("x"))
-        screen = cv2.imread(str(shot))[top : top + h, left : left + w]
+        screen = screen[top : top + h, left : left + w]
         person = next(d for d in jsonl_lines(jsonl)[-1]["detections"] if d["class_name"] == "person")
         assert person["track_id"] == 1
         # the box in the track's colour (not the class's): IDs are drawn
@@ -168,3 +159,33 @@ def test_track_on_eval_video_and_realtime_paths_runs(realtime, tmp_path):
     lines = jsonl_lines(tmp_path / "d.jsonl")
     ids = {d["track_id"] for line in lines for d in line["detections"] if d["class_name"] == "person"}
     assert 1 in ids
+
+
+@needs_shared
+def test_idf1_at_least_that_of_ultralytics_model_track(tmp_path):
+    """Same weights (the bundled default), same input shape, same ByteTrack settings, every class tracked and
+    the people scored: our IDF1 on TUD-Campus is at least that of `YOLO(w).track`."""
+    from ultralytics import YOLO
+
+    from detector.evaluate.tracking import score_tracks
+    from detector.pipeline import DEFAULT_WEIGHTS
+
+    video, gt = TUD / "TUD-Campus.mp4", TUD / "gt" / "gt.txt"
+    result = detector("eval-video", str(video), "--gt", str(gt), "--out", str(tmp_path / "ours"), "--track", "--quiet")
+    assert result.returncode == 0, result.stderr[-800:]
+    ours = json.loads((tmp_path / "ours" / "report.json").read_text())["tracking"]
+
+    imgsz = list(Detector().preprocess([cv2.VideoCapture(str(video)).read()[1]]).shape[1:3])
+    rows = []
+    track = YOLO(str(DEFAULT_WEIGHTS), task="detect").track
+    for frame, r in enumerate(track(str(video), stream=True, tracker="bytetrack.yaml", imgsz=imgsz, verbose=False)):
+        if r.boxes.id is None:
+            continue
+        people = r.boxes[r.boxes.cls == 0]
+        for (x1, y1, x2, y2), i, c in zip(people.xyxy.tolist(), people.id.tolist(), people.conf.tolist()):
+            rows.append(f"{frame + 1},{int(i)},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{c:.5f},-1,-1,-1")
+    (tmp_path / "theirs.txt").write_text("\n".join(rows) + "\n")
+    theirs = score_tracks(tmp_path / "theirs.txt", gt, (640, 480))
+    print(f"IDF1 ours {ours['IDF1']:.4f}, Ultralytics' {theirs['IDF1']:.4f}")
+    assert len(rows) > 200, "Ultralytics tracked almost nothing: the comparison proves nothing"
+    assert ours["IDF1"] >= theirs["IDF1"] - 1e-9

@@ -48,6 +48,7 @@ def evaluate_video(
     jsonl = out / "detections.jsonl"
     if tracking is not None and gt_txt is None:
         raise DetectorError("--track scores tracks against MOT ground truth (a gt.txt with IDs): pass --gt gt.txt")
+
     def scored_tracking(source):  # tracks of the classes with ground truth in tracks.txt, as detections are scored
         track = tracking(source)
         track.mot_classes = torch.tensor(sorted(set(mapping.values())))
