@@ -152,7 +152,7 @@ def run_video(
                 for frame, dets in zip(frames, detector.postprocess(raw, input_hw, [f.image for f in frames])):
                     counts = {}
                     if track is not None:  # in frame order, here: the writer thread only draws and writes
-                        dets = track.update(dets, frame.index, frame.image).dets
+                        dets = track.update(dets, frame.index, frame.image, predict=False).dets  # drawn where found
                         counts = {"counts": track.counts()} if track.counters else {}
                         if video_sink is not None:
                             track.draw(frame.image)  # trails and counters, under the boxes

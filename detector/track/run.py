@@ -68,7 +68,10 @@ class Tracking:
         """The detector's threshold while tracking: low enough for ByteTrack's second association."""
         return min(conf, TRACKER_CONF)
 
-    def update(self, dets: Detections, frame_index: int, image: np.ndarray | None = None) -> Tracked:
+    def update(
+        self, dets: Detections, frame_index: int, image: np.ndarray | None = None, predict: bool = True
+    ) -> Tracked:
+        """``predict``: work out how the shown boxes move (live and --realtime draw them on later frames)."""
         tracked = self.tracker.update(dets, frame_index, image)  # every box, track_id -1 where unconfirmed
         with self._lock:
             for counter in self.counters:
@@ -81,7 +84,7 @@ class Tracking:
         keep = tracked.confidence >= self.conf  # [N]
         shown = tracked[keep]
         velocity = torch.zeros_like(shown.xyxy)  # [N, 4]
-        if self.options.predict_boxes:
+        if predict and self.options.predict_boxes:
             velocity = self.tracker.predicted(shown, frame_index + 1).xyxy - shown.xyxy
         return Tracked(shown, velocity, frame_index)
 
@@ -92,8 +95,8 @@ class Tracking:
             if track >= 0:
                 self.trails.setdefault(track, deque(maxlen=self.options.trails)).append(tuple(centre))
         alive = set(ids)
-        for track in [t for t in self.trails if t not in alive and len(self.trails) > 4 * len(alive) + 64]:
-            del self.trails[track]  # long runs: forget tracks long gone
+        if len(self.trails) > 4 * len(alive) + 64:  # long runs: forget tracks long gone
+            self.trails = {t: points for t, points in self.trails.items() if t in alive}
 
     def draw(self, image: np.ndarray) -> np.ndarray:
         """Trails and counters on ``image`` (in place), under the boxes drawn afterwards."""
