@@ -4,6 +4,9 @@
     model thread     Inference: takes the newest frame whenever it is free
     main thread      the window: redraws every camera frame with the latest detections, reads keys
     writer threads   recordings (InThread), JSON lines
+    serve threads    with --serve: the browser view (detector/serve/), fed the shown pictures and results
+
+The window's keys and the browser act on one ``Controls`` object (detector/serve/controls.py).
 
 The window never waits for the model. Boxes are drawn on the newest frame, not on the (older) frame they
 were found in: the picture stays live, and the boxes trail moving objects by one inference at most.
@@ -31,6 +34,8 @@ from detector.detections import Detections
 from detector.errors import DetectorError
 from detector.pipeline import Detector
 from detector.render import draw_detections, draw_hud
+from detector.serve.controls import Controls, Request
+from detector.serve.server import ServeOptions, WebServer
 from detector.sinks import InThread, JsonlSink, RateMeasuringVideo, write_image, write_json_atomic
 from detector.sources import LiveFrame, LiveSource
 from detector.track.run import Tracked, Tracking
@@ -54,7 +59,12 @@ class Inference(threading.Thread):
     """Runs the model on the newest frame, over and over; ``latest`` is the last result."""
 
     def __init__(
-        self, detector: Detector, source: LiveSource, on_result=None, tracking: Tracking | None = None
+        self,
+        detector: Detector,
+        source: LiveSource,
+        paused: threading.Event,
+        on_result=None,
+        tracking: Tracking | None = None,
     ) -> None:
         super().__init__(name="model", daemon=True)
         self.detector, self.source, self.on_result, self.tracking = detector, source, on_result, tracking
@@ -63,7 +73,7 @@ class Inference(threading.Thread):
         self.count = 0
         self.dropped = 0  # frames captured but never given to the model
         self.times_ms: deque[float] = deque(maxlen=60)
-        self.paused = threading.Event()
+        self.paused = paused  # the run's Controls.paused
         self.stop = threading.Event()
         self.ready = threading.Event()  # warmed up: the source may start
         self.error: BaseException | None = None
@@ -154,7 +164,11 @@ def display_problem() -> str | None:
 
 
 class LiveRun:
-    """Wires a source, the detector and the sinks; ``run()`` returns when the user quits or the source ends."""
+    """Wires a source, the detector and the sinks; ``run()`` returns when the user quits or the source ends.
+
+    ``show``: the local window; ``serve``: the browser view. With either, the drawing loop composes the
+    newest frame with the latest boxes for both; with neither, results are written as the model gives them.
+    """
 
     def __init__(
         self,
@@ -165,41 +179,48 @@ class LiveRun:
         hud: bool = True,
         duration_s: float | None = None,
         tracking: Tracking | None = None,
+        serve: ServeOptions | None = None,
     ) -> None:
         self.detector, self.source, self.outputs, self.tracking = detector, source, outputs, tracking
-        self.show, self.hud, self.duration_s = show, hud, duration_s
+        self.show, self.duration_s = show, duration_s
         self.latency = LatencyLog()
+        # whose conf the slider and +/- move: with --track, what is shown (the detector then runs lower)
+        self.controls = Controls(tracking or detector, detector, hud=hud)
         # outputs and threads start in run(), which closes and joins every one of them on its way out
         self.jsonl: JsonlSink | None = None
         self.recording: RateMeasuringVideo | None = None
         self.recorder: InThread | None = None
         self.raw: RateMeasuringVideo | None = None
         self.raw_writer: InThread | None = None
-        self.inference = Inference(detector, source, on_result=None if show else self._shown, tracking=tracking)
-        self.threshold = tracking or detector  # whose conf +/- move: with --track, what is shown
+        self.server = WebServer(serve, self.controls, self.state, self.snapshot_files) if serve else None
+        self.drawing = show or serve is not None
+        self.inference = Inference(
+            detector, source, self.controls.paused, on_result=None if self.drawing else self._shown, tracking=tracking
+        )
         self.shown_frames = 0
-        self.snapshots = 0
+        self.snapshots: dict[int, tuple[Path, Path]] = {}  # number -> (png, json)
         self.interrupted = threading.Event()
         self.started = time.monotonic()
 
     # --- what happens when boxes reach the user ---------------------------------------------------
 
     def _shown(self, result: Result, canvas: np.ndarray | None = None) -> None:
-        """Boxes of ``result`` are now on screen (window) or final (headless): log and write them."""
+        """Boxes of ``result`` are now on screen (window, browser) or final (headless): log and write them."""
         now = time.monotonic()
         latency_ms = (now - result.frame.t_capture) * 1e3
         self.latency.add(latency_ms)
+        record = {
+            "frame": result.frame.index,
+            "time_s": round(result.frame.index / self.source.fps, 4),
+            "t_capture": round(result.frame.t_capture, 6),
+            "latency_ms": round(latency_ms, 2),
+            **result.dets.to_dict(),
+            **self._counts(),
+        }
         if self.jsonl is not None:
-            self.jsonl.write(
-                {
-                    "frame": result.frame.index,
-                    "time_s": round(result.frame.index / self.source.fps, 4),
-                    "t_capture": round(result.frame.t_capture, 6),
-                    "latency_ms": round(latency_ms, 2),
-                    **result.dets.to_dict(),
-                    **self._counts(),
-                }
-            )
+            self.jsonl.write(record)
+        if self.server is not None:
+            self.server.publish_event(record)
         if canvas is None and self.recorder is not None:  # headless: record what the model saw
             image = result.frame.image.copy()
             if self.tracking is not None:
@@ -222,6 +243,33 @@ class LiveRun:
             print(f"recorded {self.recording.frames} frames at {self.recording.fps:.1f} fps: {self.recording.path}")
         self.recorder = self.recording = None
 
+    def state(self) -> dict:
+        """What the browser's status shows (``GET /api/state``); safe to call from any thread."""
+        stats, inf = self.source.stats, self.inference
+        times, recent = list(inf.times_ms), list(self.latency.recent)  # copies: other threads append
+        tracking = self.tracking
+        return {
+            "paused": self.controls.paused.is_set(),
+            "conf": self.controls.conf,
+            "classes": self.controls.classes,
+            "camera_fps": round(stats.rate(), 2),
+            "model_fps": round(1e3 / (sum(times) / len(times)), 2) if times else 0.0,
+            "latency_ms_p50": round(self.latency.percentile(recent, 50), 2) if recent else None,
+            "latency_ms_p95": round(self.latency.percentile(recent, 95), 2) if recent else None,
+            "dropped": inf.dropped,
+            "frames": inf.count,
+            "viewers": self.server.viewers if self.server is not None else 0,
+            "recording": self.recorder is not None,
+            "hud": self.controls.hud,
+            "source": self.source.spec,
+            "names": list(self.detector.names.values()),
+            "tracking": tracking is not None,
+            "counts": tracking.counts() if tracking is not None and tracking.counters else {},
+        }
+
+    def snapshot_files(self, number: int) -> tuple[Path, Path] | None:
+        return self.snapshots.get(number)
+
     # --- the loops --------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -233,14 +281,16 @@ class LiveRun:
         previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._open_outputs()
+            if self.server is not None:
+                self._announce(self.server.start())
             self.inference.start()
             while not self.inference.ready.wait(timeout=0.1):  # warmed up before the first frame comes
                 if self.interrupted.is_set():
                     return 130
             self.source.start()
             self.started = time.monotonic()
-            if self.show:
-                self._window_loop()
+            if self.drawing:
+                self._drawing_loop()
             else:
                 self._headless_loop()
         finally:
@@ -251,6 +301,11 @@ class LiveRun:
             raise self.inference.error
         self._summary()
         return 0
+
+    def _announce(self, url: str) -> None:
+        token = self.server.options.token
+        link = url + (f"?token={token}" if token is not None and self.server.options.token_made else "")
+        print(f"serving: {link}" + ("" if self.show else "   (no window: watch it there)"), flush=True)
 
     def _open_outputs(self) -> None:
         if self.outputs.jsonl:
@@ -265,11 +320,17 @@ class LiveRun:
     def _close(self) -> None:
         """Stop and join every thread of the run, then close the files: nothing runs on after ``run()``
         (a thread still inside OpenCV or OpenVINO while the interpreter shuts down can crash it)."""
+        errors = []
+        if self.server is not None:  # first: no viewer waits on a run that is ending
+            try:
+                self.server.stop()
+            except Exception as e:
+                errors.append(e)
+        self.controls.cancel_requests("the run has ended")
         self.inference.stop.set()
         self.source.stop()  # joins the capture thread, then releases the camera
         if self.inference.ident is not None:  # started
             self.inference.join()  # it checks the stop at least every 0.2 s, after at most one forward
-        errors = []
         closers = [self._stop_recording] + [
             c.close for c in (self.raw_writer, self.raw, self.jsonl, self.tracking) if c is not None
         ]
@@ -296,20 +357,22 @@ class LiveRun:
         while self.inference.is_alive() and not self._over():
             self.inference.join(timeout=0.1)
 
-    def _window_loop(self) -> None:
-        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
-        cv2.resizeWindow(WINDOW, *self._window_size())
+    def _drawing_loop(self) -> None:
+        """The newest frame with the latest boxes, to the window and the browser; keys and requests between."""
+        if self.show:
+            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+            cv2.resizeWindow(WINDOW, *self._window_size())
         newest: LiveFrame | None = None
         canvas: np.ndarray | None = None  # the newest frame with the latest boxes, without the HUD
         drawn: Result | None = None  # the result whose boxes are on screen
-        paused = False
+        was_paused, had_hud = False, self.controls.hud
         while not self._over():
             # wake for a new camera frame, or redraw when the model has new boxes: both reach the screen
             # at once; the short wait also keeps the window's event loop (waitKey) responsive
             frame = self.source.slot.wait_newer(newest.index if newest else -1, timeout=0.005)
             if frame is None and self.source.slot.closed and not self.inference.is_alive():
                 break
-            result = self.inference.latest
+            paused, result = self.controls.paused.is_set(), self.inference.latest
             if not paused and (frame is not None or result is not drawn) and (frame or newest) is not None:
                 newest = frame or newest
                 canvas = newest.image.copy()
@@ -317,8 +380,7 @@ class LiveRun:
                     self.tracking.draw(canvas)  # trails and counters, under the boxes
                 if result is not None:
                     draw_detections(canvas, result.boxes_at(newest.index))
-                shown = draw_hud(canvas.copy(), self._hud_lines(paused)) if self.hud else canvas
-                cv2.imshow(WINDOW, shown)
+                self._present(canvas, newest)
                 if result is not drawn:
                     self._shown(result, canvas)
                     drawn = result
@@ -326,59 +388,79 @@ class LiveRun:
                     self.shown_frames += 1
                     if self.recorder is not None:
                         self.recorder.put((canvas, frame.t_capture))
-            key = cv2.waitKey(1) & 0xFF
-            if key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
-                break
-            if key == ord(" "):
-                paused = not paused
-                self.inference.paused.set() if paused else self.inference.paused.clear()
-                if paused and canvas is not None:  # say so on the frozen picture, boxes and all
-                    cv2.imshow(WINDOW, draw_hud(canvas.copy(), self._hud_lines(paused)) if self.hud else canvas)
-            elif key == ord("s") and canvas is not None:
-                self._snapshot(canvas, drawn)
-            elif key == ord("r"):
-                if self.recorder is None:
-                    self._start_recording(self.outputs.snapshots / f"recording_{time.strftime('%Y%m%d_%H%M%S')}.mp4")
-                else:
-                    self._stop_recording()
-            elif key in (ord("+"), ord("=")):
-                self.threshold.conf = min(round(self.threshold.conf + 0.05, 2), 0.95)
-            elif key in (ord("-"), ord("_")):
-                self.threshold.conf = max(round(self.threshold.conf - 0.05, 2), 0.05)
-            elif key == ord("h"):
-                self.hud = not self.hud
+            elif canvas is not None and (paused != was_paused or self.controls.hud != had_hud):
+                self._present(canvas, newest)  # say so on the frozen picture, boxes and all
+            was_paused, had_hud = paused, self.controls.hud
+            for request in self.controls.take_requests():
+                self._carry_out(request, canvas, drawn)
+            if self.show:
+                key = cv2.waitKey(1) & 0xFF
+                if self.controls.key(key, recording=self.recorder is not None):
+                    break
+                if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                    break
             if self.inference.error is not None:
                 break
+
+    def _present(self, canvas: np.ndarray, frame: LiveFrame) -> None:
+        """The picture to the window and the browser, with the status overlay when it is on."""
+        shown = draw_hud(canvas.copy(), self._hud_lines()) if self.controls.hud else canvas
+        if self.show:
+            cv2.imshow(WINDOW, shown)
+        if self.server is not None:
+            self.server.publish_frame(shown, frame.index, frame.t_capture)  # never drawn on again: no copy
+
+    def _carry_out(self, request: Request, canvas: np.ndarray | None, drawn: Result | None) -> None:
+        """A snapshot or a recording switch, asked for by a key or by the browser."""
+        try:
+            if request.action == "snapshot":
+                if canvas is None:
+                    raise DetectorError("nothing on screen yet")
+                number = self._snapshot(canvas, drawn)
+                answer = {"png": f"/snapshots/{number}.png", "json": f"/snapshots/{number}.json"}
+            else:
+                if request.value and self.recorder is None:
+                    self._start_recording(self.outputs.snapshots / f"recording_{time.strftime('%Y%m%d_%H%M%S')}.mp4")
+                elif not request.value and self.recorder is not None:
+                    self._stop_recording()
+                answer = self.recorder is not None
+        except Exception as e:  # a full disk: the browser hears of it, the run goes on
+            request.outcome.set_exception(e if isinstance(e, DetectorError) else DetectorError(str(e)))
+        else:
+            request.outcome.set_result(answer)
 
     def _window_size(self) -> tuple[int, int]:
         w, h = (int(v) for v in self.source.stats.granted.split(" ")[0].split("x"))
         scale = min(1.0, 1280 / max(w, 1), 720 / max(h, 1))
         return max(int(w * scale), 320), max(int(h * scale), 240)
 
-    def _snapshot(self, canvas: np.ndarray, result: Result | None) -> None:
-        self.snapshots += 1
-        stem = self.outputs.snapshots / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{self.snapshots}"
+    def _snapshot(self, canvas: np.ndarray, result: Result | None) -> int:
+        """The picture without the overlay, and its boxes, as PNG and JSON; returns the snapshot's number."""
+        number = len(self.snapshots) + 1
+        stem = self.outputs.snapshots / f"snapshot_{time.strftime('%Y%m%d_%H%M%S')}_{number}"
         write_image(stem.with_suffix(".png"), canvas)
         dets = result.dets.to_dict() if result else {"detections": []}
         record = {"frame": result.frame.index if result else None, **dets, **self._counts()}
         write_json_atomic(stem.with_suffix(".json"), record)
+        self.snapshots[number] = (stem.with_suffix(".png"), stem.with_suffix(".json"))
         print(f"snapshot: {stem}.png")
+        return number
 
     # --- what the user reads ----------------------------------------------------------------------
 
-    def _hud_lines(self, paused: bool) -> list[str]:
+    def _hud_lines(self) -> list[str]:
         stats, inf, lat = self.source.stats, self.inference, self.latency
         infer_ms = sum(inf.times_ms) / len(inf.times_ms) if inf.times_ms else 0.0
         lines = [
             f"camera {stats.rate():.1f} fps   model {inf.rate():.1f} fps {infer_ms:.0f} ms"
-            f"   conf {self.threshold.conf:.2f}",
+            f"   conf {self.controls.conf:.2f}",
             f"latency p50 {lat.percentile(lat.recent, 50):.0f} ms  p95 {lat.percentile(lat.recent, 95):.0f} ms"
             f"   dropped {inf.dropped}",
         ]
         states = []
         if stats.state == "reconnecting":
             states.append(f"RECONNECTING (gap {stats.gaps})")
-        if paused:
+        if self.controls.paused.is_set():
             states.append("PAUSED")
         if self.recorder is not None:
             states.append("REC")
@@ -406,13 +488,18 @@ class LiveRun:
                 print(f"wrote: {path}")
 
 
-def check_can_show(show: bool, outputs: LiveOutputs, fallback: LiveOutputs | None = None) -> tuple[bool, LiveOutputs]:
+def check_can_show(
+    show: bool, outputs: LiveOutputs, fallback: LiveOutputs | None = None, serving: bool = False
+) -> tuple[bool, LiveOutputs]:
     """Decide between window and headless; says why in one line when there is no window."""
     if not show:
         return False, outputs
     problem = display_problem()
     if problem is None:
         return True, outputs
+    if serving:
+        print(f"note: {problem}; no window, serving the picture to the browser only", file=sys.stderr)
+        return False, outputs
     if fallback is not None and not (outputs.jsonl or outputs.record):
         outputs = fallback
     if not (outputs.jsonl or outputs.record or outputs.record_raw):

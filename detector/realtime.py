@@ -8,6 +8,7 @@ frame came. A frame the model never saw thus counts with the boxes last shown.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ def replay_realtime(
         raise
     finished: list[tuple[float, Result]] = []  # (when the boxes were ready, result)
     on_result = lambda r: finished.append((time.monotonic(), r))  # noqa: E731
-    inference = Inference(detector, source, on_result=on_result, tracking=track)
+    inference = Inference(detector, source, threading.Event(), on_result=on_result, tracking=track)
     source.start()
     inference.start()
     try:

@@ -12,8 +12,10 @@ from detector.commands.options import (
     add_command,
     add_live_options,
     add_model_options,
+    add_serve_options,
     add_tracking_options,
     make_detector,
+    make_serve,
     make_tracking,
 )
 from detector.sources import CAPTURE_BACKENDS, SAMPLE_VIDEO
@@ -40,6 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             (
                 "IDs, trails, and people crossing a line across the middle, counted",
                 "detector live --track --trails 30 --line 0,0.5,1,0.5 --classes person",
+            ),
+            (
+                "no screen (over SSH): watch and steer it from a browser on this machine",
+                "detector live --serve 8080 --no-show",
             ),
         ],
     )
@@ -74,6 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_live_options(p)
     add_model_options(p)
     add_tracking_options(p)
+    add_serve_options(p)
     p.set_defaults(run=cmd_live)
 
     p = add_command(
@@ -90,11 +97,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "one minute, no window, the detections written",
                 "detector demo --no-show --duration 60 --jsonl demo.jsonl",
             ),
+            (
+                "in a browser, from other machines too (a token is made and printed)",
+                "detector demo --serve 0.0.0.0:8080",
+            ),
         ],
     )
     add_live_options(p)
     add_model_options(p)
     add_tracking_options(p)
+    add_serve_options(p)
     p.set_defaults(run=cmd_demo)
 
     p = add_command(
@@ -140,7 +152,8 @@ def run_live(args: argparse.Namespace, spec: str, loop: bool, fallback=None) -> 
         record_raw=Path(args.record_raw) if args.record_raw else None,
         snapshots=Path(args.snapshots),
     )
-    show, outputs = check_can_show(not args.no_show, outputs, fallback)
+    serve = make_serve(args)
+    show, outputs = check_can_show(not args.no_show, outputs, None if serve else fallback, serving=serve is not None)
     settings = CameraSettings(
         getattr(args, "width", None),
         getattr(args, "height", None),
@@ -164,7 +177,9 @@ def run_live(args: argparse.Namespace, spec: str, loop: bool, fallback=None) -> 
     except BaseException:
         source.stop()  # bad --line or --zone: the camera is released before the one-line error
         raise
-    run = LiveRun(detector, source, outputs, show=show, hud=not args.no_hud, duration_s=duration, tracking=tracking)
+    run = LiveRun(
+        detector, source, outputs, show=show, hud=not args.no_hud, duration_s=duration, tracking=tracking, serve=serve
+    )
     return run.run()
 
 

@@ -211,3 +211,36 @@ def tracking_for(args: argparse.Namespace, mot=None):
         return make_tracking(args, source.fps, (w, h), mot)
 
     return make
+
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    """`live` and `demo`: the browser view (detector/serve/)."""
+    g = p.add_argument_group("browser view")
+    g.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="watch and steer the run from a browser at http://HOST:PORT/ (HOST default 127.0.0.1: this machine "
+        "only; 0.0.0.0 for every address, which needs a token); beside the window or without one",
+    )
+    g.add_argument(
+        "--token",
+        metavar="T",
+        help="every request must carry T (the page link sets a cookie); made and printed once when --serve "
+        "listens beyond this machine without one",
+    )
+    g.add_argument(
+        "--max-viewers", type=int, default=8, metavar="N", help="at most N picture streams at once (default 8)"
+    )
+
+
+def make_serve(args: argparse.Namespace):
+    """The `ServeOptions` that add_serve_options' options describe; None without --serve."""
+    from detector.errors import DetectorError
+
+    if not args.serve:
+        if args.token:
+            raise DetectorError("--token needs --serve: add --serve PORT")
+        return None
+    from detector.serve.server import parse_serve
+
+    return parse_serve(args.serve, args.token, args.max_viewers)
