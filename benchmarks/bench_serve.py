@@ -1,6 +1,6 @@
 """The browser view (`--serve`): what watching costs, and how late the browser's picture is.
 
-    python benchmarks/bench_serve.py [--seconds 15] [--video car-detection.mp4]
+    python benchmarks/bench_serve.py [--seconds 15] [--rounds 3] [--video car-detection.mp4]
 
 - latency: `detector live --simulate-live VIDEO --serve` with its window (under Xvfb) and Debian's chromium
   on the page at once: capture -> decoded in the page (measured by the page, per frame) against the
@@ -9,7 +9,7 @@
   the status shows it: 1000 / mean ms per frame) and the app's CPU (% of one core) with 0, 1 and 4
   viewers reading /stream.mjpg as fast as they can; for ours (one JPEG per shown frame for every viewer)
   against one JPEG encode per viewer (Frigate's way: each viewer's handler encodes the frame itself).
-Each run in its own process; the cost rows take turns, 2 rounds, medians.
+Each run in its own process; the cost rows take turns (--rounds, default 3), medians.
 """
 
 from __future__ import annotations
@@ -201,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=str(SHARED_VIDEOS / "car-detection.mp4"))
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=3, help="the cost rows take turns this many times")
     args = parser.parse_args()
     name = Path(args.video).name
     print(f"# browser view; {platform.machine()}, {os.cpu_count()} CPUs; bundled default model; {name}")
@@ -215,7 +216,7 @@ def main() -> None:
               f"{lat['browser_p95']:.1f} ms | {lat['frames']} |")  # fmt: skip
     print()
     runs: dict[tuple[bool, int], list[dict]] = {}
-    for _ in range(2):  # taking turns: this machine drifts by 10% between runs
+    for _ in range(args.rounds):  # taking turns: this machine drifts by 10% between runs
         for per_viewer in (False, True):
             for n in (0, 1, 4):
                 if per_viewer and n == 0:

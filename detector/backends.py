@@ -108,10 +108,16 @@ def _openvino_xml(name: str) -> str:
 def openvino_core():
     """One OpenVINO Core for the process, never destroyed: compiled models must not outlive their Core, and
     every further Core is one more plugin set in the process (Ultralytics' own CI died of a segmentation
-    fault inside forward() after about 20 OpenVINO loads, each with its own Core: ultralytics#25864)."""
+    fault inside forward() after about 20 OpenVINO loads, each with its own Core: ultralytics#25864).
+
+    Full precision for the layers the INT8 model keeps in float: on CPUs with AVX-512 BF16 or AMX, OpenVINO
+    would run them in bfloat16 by default, moving boxes by pixels and reordering close scores, so the same
+    model would give other detections (and other accuracy) on other machines."""
     import openvino as ov
 
-    return ov.Core()
+    core = ov.Core()
+    core.set_property("CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return core
 
 
 @contextlib.contextmanager
