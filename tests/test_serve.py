@@ -284,8 +284,13 @@ def test_the_window_and_the_browser_share_the_controls(xvfb, served):  # noqa: F
     assert status == 200 and json.loads(body)["record"] is True
     x(xvfb, "xdotool", "key", "--window", window, "r")  # the key sees the browser's recording, and stops it
     assert wait_for(lambda: not run.state()["recording"], 10)
+    viewer = run.open_stream()  # q with a viewer watching
+    assert " 200 " in read_head(viewer).splitlines()[0]
+    start = time.monotonic()
     x(xvfb, "xdotool", "key", "--window", window, "q")
     run.proc.wait(timeout=30)
+    print(f"q to exit with a viewer connected: {time.monotonic() - start:.2f} s")
+    viewer.close()
     run._reader.join(timeout=5)
     assert run.proc.returncode == 0 and any(line.startswith("recorded ") for line in run.out), run.out
 
