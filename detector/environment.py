@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -96,5 +97,15 @@ def run_in_idle_time() -> None:
     multi-threaded model, every other thread of the model waits for it at the next barrier."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+    except (AttributeError, OSError):
+        pass
+
+
+def run_below_the_model() -> None:
+    """Give the calling thread the lowest priority that still gets CPU when every core is busy (nice 19;
+    elsewhere nothing): it seldom takes a core from the model's threads, and is never starved outright as
+    under ``run_in_idle_time``. For work a person waits on, such as the browser's picture."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: a thread's own nice value
     except (AttributeError, OSError):
         pass

@@ -65,9 +65,12 @@ class Inference(threading.Thread):
         paused: threading.Event,
         on_result=None,
         tracking: Tracking | None = None,
+        predict_boxes: bool = True,
     ) -> None:
+        """``predict_boxes``: work out where tracked boxes move, for a picture that draws them on later frames."""
         super().__init__(name="model", daemon=True)
         self.detector, self.source, self.on_result, self.tracking = detector, source, on_result, tracking
+        self.predict_boxes = predict_boxes
         source.prepare = lambda image: detector.preprocess([image])  # letterboxed while we run the last frame
         self.latest: Result | None = None
         self.count = 0
@@ -105,7 +108,7 @@ class Inference(threading.Thread):
                 dets = self.detector([frame.image], frame.letterboxed)[0]
                 tracked = None
                 if self.tracking is not None:  # in frame order, right after the model: the gaps are real
-                    tracked = self.tracking.update(dets, frame.index, frame.image)
+                    tracked = self.tracking.update(dets, frame.index, frame.image, self.predict_boxes)
                     dets = tracked.dets
                 self.times_ms.append((time.perf_counter() - start) * 1e3)
                 self.latest = Result(frame, dets, self.times_ms[-1], tracked)
@@ -195,7 +198,12 @@ class LiveRun:
         self.server = WebServer(serve, self.controls, self.state, self.snapshot_files) if serve else None
         self.drawing = show or serve is not None
         self.inference = Inference(
-            detector, source, self.controls.paused, on_result=None if self.drawing else self._shown, tracking=tracking
+            detector,
+            source,
+            self.controls.paused,
+            on_result=None if self.drawing else self._shown,
+            tracking=tracking,
+            predict_boxes=self.drawing,  # without a picture, results are final as the model gives them
         )
         self.shown_frames = 0
         self.snapshots: dict[int, tuple[Path, Path]] = {}  # number -> (png, json)

@@ -31,6 +31,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from detector.environment import run_below_the_model
 from detector.errors import DetectorError
 from detector.serve.controls import Controls
 
@@ -91,6 +92,7 @@ class Encoder(threading.Thread):
             self._wake.notify()
 
     def run(self) -> None:
+        run_below_the_model()  # encoding for the browser seldom takes a core from the model
         while True:
             with self._wake:
                 self._wake.wait_for(lambda: self._picture is not None or self._closing)

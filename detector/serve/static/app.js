@@ -125,8 +125,11 @@ function showCounts(counts) {
 }
 
 function events() {
-  const source = new EventSource("/events"); // reconnects by itself (the server says retry: 1000)
+  const source = new EventSource("/events"); // reconnects by itself after a network error (retry: 1000)
   source.onmessage = (message) => showResult(JSON.parse(message.data));
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) setTimeout(events, 1000); // an HTTP error ends it: start anew
+  };
 }
 
 function showState(s) {
