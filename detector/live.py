@@ -374,6 +374,7 @@ class LiveRun:
         canvas: np.ndarray | None = None  # the newest frame with the latest boxes, without the HUD
         drawn: Result | None = None  # the result whose boxes are on screen
         was_paused, had_hud = False, self.controls.hud
+        still, painted = None, 0.0  # while paused: the picture on screen, and when it was last painted
         while not self._over():
             # wake for a new camera frame, or redraw when the model has new boxes: both reach the screen
             # at once; the short wait also keeps the window's event loop (waitKey) responsive
@@ -397,7 +398,11 @@ class LiveRun:
                     if self.recorder is not None:
                         self.recorder.put((canvas, frame.t_capture))
             elif canvas is not None and (paused != was_paused or self.controls.hud != had_hud):
-                self._present(canvas, newest)  # say so on the frozen picture, boxes and all
+                still, painted = self._present(canvas, newest), time.monotonic()  # say so on the frozen picture
+            elif paused and self.show and still is not None and time.monotonic() - painted > 0.5:
+                # painted again now and then: under Xvfb a window mapped after its last paint stayed black
+                cv2.imshow(WINDOW, still)
+                painted = time.monotonic()
             was_paused, had_hud = paused, self.controls.hud
             for request in self.controls.take_requests():
                 self._carry_out(request, canvas, drawn)
@@ -410,13 +415,14 @@ class LiveRun:
             if self.inference.error is not None:
                 break
 
-    def _present(self, canvas: np.ndarray, frame: LiveFrame) -> None:
-        """The picture to the window and the browser, with the status overlay when it is on."""
+    def _present(self, canvas: np.ndarray, frame: LiveFrame) -> np.ndarray:
+        """The picture to the window and the browser, with the status overlay when it is on; returns it."""
         shown = draw_hud(canvas.copy(), self._hud_lines()) if self.controls.hud else canvas
         if self.show:
             cv2.imshow(WINDOW, shown)
         if self.server is not None:
             self.server.publish_frame(shown, frame.index, frame.t_capture)  # never drawn on again: no copy
+        return shown
 
     def _carry_out(self, request: Request, canvas: np.ndarray | None, drawn: Result | None) -> None:
         """A snapshot or a recording switch, asked for by a key or by the browser."""
