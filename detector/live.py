@@ -121,7 +121,9 @@ class Inference(threading.Thread):
             self.ready.set()
 
     def rate(self) -> float:
-        return 1e3 / (sum(self.times_ms) / len(self.times_ms)) if self.times_ms else 0.0
+        """Frames/s the model can take (1000 / mean ms of its last frames); safe from any thread."""
+        times = list(self.times_ms)  # a copy: the model thread appends
+        return 1e3 / (sum(times) / len(times)) if times else 0.0
 
 
 class LatencyLog:
@@ -217,18 +219,19 @@ class LiveRun:
         now = time.monotonic()
         latency_ms = (now - result.frame.t_capture) * 1e3
         self.latency.add(latency_ms)
-        record = {
-            "frame": result.frame.index,
-            "time_s": round(result.frame.index / self.source.fps, 4),
-            "t_capture": round(result.frame.t_capture, 6),
-            "latency_ms": round(latency_ms, 2),
-            **result.dets.to_dict(),
-            **self._counts(),
-        }
-        if self.jsonl is not None:
-            self.jsonl.write(record)
-        if self.server is not None:
-            self.server.publish_event(record)
+        if self.jsonl is not None or self.server is not None:  # the JSON line, made once for both
+            record = {
+                "frame": result.frame.index,
+                "time_s": round(result.frame.index / self.source.fps, 4),
+                "t_capture": round(result.frame.t_capture, 6),
+                "latency_ms": round(latency_ms, 2),
+                **result.dets.to_dict(),
+                **self._counts(),
+            }
+            if self.jsonl is not None:
+                self.jsonl.write(record)
+            if self.server is not None:
+                self.server.publish_event(record)
         if canvas is None and self.recorder is not None:  # headless: record what the model saw
             image = result.frame.image.copy()
             if self.tracking is not None:
@@ -254,14 +257,14 @@ class LiveRun:
     def state(self) -> dict:
         """What the browser's status shows (``GET /api/state``); safe to call from any thread."""
         stats, inf = self.source.stats, self.inference
-        times, recent = list(inf.times_ms), list(self.latency.recent)  # copies: other threads append
+        recent = list(self.latency.recent)  # a copy: the drawing thread appends
         tracking = self.tracking
         return {
             "paused": self.controls.paused.is_set(),
             "conf": self.controls.conf,
             "classes": self.controls.classes,
             "camera_fps": round(stats.rate(), 2),
-            "model_fps": round(1e3 / (sum(times) / len(times)), 2) if times else 0.0,
+            "model_fps": round(inf.rate(), 2),
             "latency_ms_p50": round(self.latency.percentile(recent, 50), 2) if recent else None,
             "latency_ms_p95": round(self.latency.percentile(recent, 95), 2) if recent else None,
             "dropped": inf.dropped,

@@ -126,8 +126,7 @@ class Controls:
         for name, value in body.items():
             if not checks[name](value):
                 raise DetectorError(f"bad value for {name}: {value!r}")
-        if "classes" in body:
-            resolve_classes(body["classes"] or None, self.detector.names)  # unknown names: refused first
+        if "classes" in body:  # first: an unknown class is refused before anything has changed
             self.set_classes(body["classes"])
         if "pause" in body:
             self.set_paused(body["pause"])

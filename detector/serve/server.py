@@ -218,9 +218,8 @@ class WebServer:
 
     async def _bind(self) -> None:
         app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self._page_file)
-        app.router.add_get("/app.js", self._page_file)
-        app.router.add_get("/style.css", self._page_file)
+        for route in PAGE_FILES:
+            app.router.add_get(route, self._page_file)
         app.router.add_get("/stream.mjpg", self._stream)
         app.router.add_get("/events", self._events)
         app.router.add_get("/api/state", self._api_state)
