@@ -39,6 +39,7 @@ def _terminate_as_interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: `finetune` runs it again in each rank
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return args.run(args)

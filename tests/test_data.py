@@ -22,6 +22,7 @@ from detector.train.data import (
     load_dataset,
     scan_split,
 )
+from detector.train.distributed import Ranks
 from detector.train.prefetch import DevicePrefetcher, make_loader
 
 
@@ -188,21 +189,54 @@ def test_augmented_boxes_follow_the_pixels(tmp_path, monkeypatch, use_mosaic):
         assert iou > 0.85, f"boxes do not follow the picture (IoU {iou:.2f})"
 
 
+def keys_of(sampler: MosaicSampler) -> list[tuple[int, bool]]:
+    return [key for batch in sampler for key in batch]
+
+
 def test_mosaic_closes_for_the_last_epochs():
-    sampler = MosaicSampler(6, epochs=5, close_mosaic=2, seed=3)
+    sampler = MosaicSampler(6, batch=4, epochs=5, close_mosaic=2, seed=3)
     flags = []
     for epoch in range(5):
         sampler.set_epoch(epoch)
-        keys = list(sampler)
+        assert [len(b) for b in sampler] == [4, 2] and len(sampler) == 2
+        keys = keys_of(sampler)
         assert sorted(i for i, _ in keys) == list(range(6))
         flags.append({m for _, m in keys})
     assert flags == [{True}, {True}, {True}, {False}, {False}]
-    short = MosaicSampler(6, epochs=3, close_mosaic=10)  # fewer epochs than close_mosaic: never mosaic
-    assert not any(m for _, m in short)
+    short = MosaicSampler(6, batch=4, epochs=3, close_mosaic=10)  # fewer epochs than close_mosaic: never mosaic
+    assert not any(m for _, m in keys_of(short))
     sampler.set_epoch(1)
-    again = MosaicSampler(6, epochs=5, close_mosaic=2, seed=3)
+    again = MosaicSampler(6, batch=4, epochs=5, close_mosaic=2, seed=3)
     again.set_epoch(1)
     assert list(sampler) == list(again), "an epoch's order must not depend on what ran before (resume)"
+
+
+@pytest.mark.parametrize(("size", "batch", "world"), [(16, 16, 2), (37, 8, 2), (33, 8, 4), (50, 12, 3), (17, 8, 2)])
+def test_ranks_share_every_batch_and_see_each_image_once(size, batch, world):
+    """Across the ranks: each image once per epoch, the single process's global batches (a last batch too
+    small for every rank joins the one before), the same number of batches on every rank, a new order each
+    epoch."""
+    rng = np.random.default_rng()
+    seed, epoch = (int(x) for x in rng.integers(0, 1000, 2))
+    ranks = [Ranks(r, world) for r in range(world)]
+    samplers = [MosaicSampler(size, batch, 3, 0, seed, ranks=r) for r in ranks]
+    single = MosaicSampler(size, batch, 3, 0, seed)
+    for s in [*samplers, single]:
+        s.set_epoch(epoch)
+    per_rank = [list(s) for s in samplers]  # [world][steps] batches of keys
+    assert {len(batches) for batches in per_rank} == {len(samplers[0])}, "ranks must run the same number of steps"
+    assert all(len(b) >= 1 for batches in per_rank for b in batches), "a rank without an image would stall DDP"
+    seen = [i for batches in per_rank for b in batches for i, _ in b]
+    assert sorted(seen) == list(range(size)), "every image exactly once per epoch across the ranks"
+    merged = [sum((batches[k] for batches in per_rank), []) for k in range(len(samplers[0]))]  # global batches
+    whole = list(single)
+    if size % batch >= world or size % batch == 0:
+        assert merged == whole, "N ranks must see the single process's batches, in order"
+    else:  # the short last batch joined the one before
+        assert merged[:-1] == whole[:-2] and merged[-1] == whole[-2] + whole[-1]
+    for s in samplers:
+        s.set_epoch(epoch + 1)
+    assert [list(s) for s in samplers] != per_rank, "each epoch must be shuffled anew"
 
 
 @needs_shared

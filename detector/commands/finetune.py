@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from detector.commands.options import TRUST_NOTE, add_command
+from detector.errors import DetectorError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "continue runs/finetune/last.pt for 20 epochs in all",
                 "detector finetune --data my.yaml --epochs 20 --resume",
             ),
+            (
+                "2 processes on this machine (torchrun underneath; --batch is the global batch)",
+                "detector finetune --data my.yaml --batch 32 --nproc-per-node 2",
+            ),
             ("use the result", "detector video clip.mp4 --weights runs/finetune/best.pt"),
         ],
     )
@@ -36,7 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=int, default=10, help="default 10")
     p.add_argument("--imgsz", type=int, default=640, help="square training size, a multiple of 32 (default 640)")
-    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16); gradients add up to 64")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=16,
+        help="images per batch over all processes (default 16); gradients add up to 64",
+    )
     p.add_argument(
         "--freeze",
         default="backbone",
@@ -66,13 +76,55 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="trainable layers' BatchNorms use batch statistics (default: running statistics everywhere)",
     )
+    p.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="train on the letterboxed images as they are: no mosaic, scale, translation, colour or flip",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    ddp = p.add_argument_group(
+        "several processes (PyTorch DDP: gloo on CPU, NCCL on CUDA)",
+        "Across machines, start each with torchrun: torchrun --nnodes 2 --nproc-per-node N --rdzv-backend c10d "
+        "--rdzv-endpoint HOST:PORT -m detector.finetune ... (see docs/distributed.md).",
+    )
+    ddp.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine, one per GPU with --device cuda (default 1)",
+    )
+    ddp.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --nproc-per-node: restart all processes up to K times when one fails; each restart resumes "
+        "from last.pt (default 0)",
+    )
+    ddp.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="trainable BatchNorms use batch statistics over all processes (implies --bn-train; CUDA only)",
+    )
     p.set_defaults(run=cmd_finetune)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from detector.train import distributed
+    from detector.train.data import load_data_yaml
     from detector.train.finetune import finetune
 
+    if args.nproc_per_node < 1 or args.max_restarts < 0:
+        raise DetectorError("--nproc-per-node must be at least 1 and --max-restarts at least 0")
+    if args.nproc_per_node > 1 and not distributed.launched():
+        if args.batch % args.nproc_per_node:
+            raise DetectorError(
+                f"--batch {args.batch} is the global batch: it must divide by --nproc-per-node {args.nproc_per_node}"
+            )
+        load_data_yaml(args.data)  # a bad data.yaml is one line here, not one per process
+        return distributed.launch(args.argv[1:], args.nproc_per_node, args.max_restarts)
     rows = finetune(
         args.data,
         args.weights,
@@ -90,9 +142,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         cos_lr=args.cos_lr,
         warmup_epochs=args.warmup_epochs,
         close_mosaic=args.close_mosaic,
+        augment=args.augment,
         bn_train=args.bn_train,
+        sync_bn=args.sync_bn,
         progress=not args.quiet,
     )
+    if not rows:  # a rank other than 0: rank 0 reports
+        return 0
     best = max(rows, key=lambda r: r["mAP50-95"])
     print(f"best: epoch {best['epoch']:.0f}, mAP50 {best['mAP50']:.4f}, mAP50-95 {best['mAP50-95']:.4f}")
     print(f"outputs: {args.out}/ best.pt last.pt results.csv losses.png map.png pr_curve.png (TensorBoard events)")

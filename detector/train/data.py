@@ -11,9 +11,10 @@
 - ``YoloDataset``: one item is a letterboxed RGB image ``[3, S, S]`` uint8 and its targets ``[n, 5]`` (class,
   x1, y1, x2, y2 in input pixels). With ``augment``: mosaic of four images (when the sampler says so), random
   scale and translation (one affine warp), HSV jitter and a horizontal flip, as Ultralytics' defaults.
-- ``MosaicSampler``: shuffles and tells each item whether to mosaic; mosaic stops for the last
-  ``close_mosaic`` epochs, so the model ends on whole, undistorted images (Ultralytics' ``close_mosaic``). The
-  sampler runs in the main process, so the switch reaches persistent workers without restarting them.
+- ``MosaicSampler``: shuffles, cuts the order into batches, and tells each item whether to mosaic; mosaic
+  stops for the last ``close_mosaic`` epochs, so the model ends on whole, undistorted images (Ultralytics'
+  ``close_mosaic``). The sampler runs in the main process, so the switch reaches persistent workers without
+  restarting them. With several ranks it yields this rank's share of each global batch (``distributed.py``).
 - ``collate``: targets padded to one shape ``[B, T, 5]`` with a validity mask ``[B, T]`` (``T`` = the most
   targets in any image of the batch): what the gathered assigner (``assign.py``) indexes into.
 """
@@ -32,6 +33,7 @@ import torch
 
 from detector.errors import DetectorError
 from detector.preprocess import PAD_VALUE, letterbox_shape
+from detector.train.distributed import ONE_PROCESS, Ranks, rank_share
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".dng", ".mpo", ".pfm", ".heic"}
 
@@ -355,14 +357,27 @@ class YoloDataset(torch.utils.data.Dataset):
 
 
 class MosaicSampler(torch.utils.data.Sampler):
-    """Shuffled ``(index, use_mosaic)`` keys; mosaic until the last ``close_mosaic`` epochs.
+    """Batches of ``(index, use_mosaic)`` keys: this rank's share of each global batch of ``batch`` images.
 
-    With ``epochs <= close_mosaic`` (short fine-tunes) mosaic is off from the start, as in Ultralytics.
-    The order of an epoch depends only on ``seed`` and the epoch, so a resumed run sees the same order.
+    The epoch's order is a permutation that depends only on ``seed`` and the epoch (so every rank, and a
+    resumed run, cut the same one), cut into global batches of ``batch``, the last one shorter. Each rank
+    takes its contiguous share of every global batch: every image once per epoch across the ranks, and the
+    same number of batches on every rank. A last batch too small to give every rank an image joins the one
+    before it. Mosaic until the last ``close_mosaic`` epochs; with ``epochs <= close_mosaic`` (short
+    fine-tunes) it is off from the start, as in Ultralytics.
     """
 
-    def __init__(self, size: int, epochs: int, close_mosaic: int, seed: int = 0) -> None:
-        self.size, self.mosaic_until, self.seed = size, epochs - close_mosaic, seed
+    def __init__(
+        self,
+        size: int,
+        batch: int,
+        epochs: int,
+        close_mosaic: int,
+        seed: int = 0,
+        ranks: Ranks = ONE_PROCESS,
+    ) -> None:
+        self.size, self.batch, self.seed, self.ranks = size, batch, seed, ranks
+        self.mosaic_until = epochs - close_mosaic
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -372,12 +387,21 @@ class MosaicSampler(torch.utils.data.Sampler):
     def mosaic(self) -> bool:
         return self.epoch < self.mosaic_until
 
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self) -> Iterator[tuple[int, bool]]:
+    def global_batches(self) -> list[torch.Tensor]:
+        """The epoch's global batches of image indices, ``[<= batch]`` each (the last may be longer, see above)."""
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        return ((i, self.mosaic) for i in order.tolist())
+        batches = list(order.split(self.batch))
+        if len(batches) > 1 and len(batches[-1]) < self.ranks.world:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        return batches
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.size, self.batch)
+        return full + (rest >= self.ranks.world) if full else 1
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        for keys in self.global_batches():
+            yield [(i, self.mosaic) for i in rank_share(keys, self.ranks).tolist()]
 
 
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

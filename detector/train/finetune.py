@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import torch
 
 from detector.errors import DetectorError
 from detector.pipeline import check_imgsz
+from detector.train import distributed
 from detector.train.checkpoint import save_checkpoint
 from detector.train.data import MosaicSampler, YoloDataset, load_data_yaml, load_dataset
 from detector.train.ema import EMA
@@ -55,16 +55,6 @@ from detector.train.validate import validate
 
 NOMINAL_BATCH = 64  # gradients are accumulated over batches until about this many images, then one step
 WEIGHT_DECAY, LRF = 5e-4, 0.01
-
-
-def pick_device(name: str) -> torch.device:
-    try:
-        device = torch.device("cuda:0" if name == "cuda" else name)
-    except RuntimeError:
-        raise DetectorError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetectorError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
 
 
 def load_model(weights: str, names: dict[int, str], resume: Path | None) -> tuple[torch.nn.Module, dict | None]:
@@ -129,50 +119,98 @@ def finetune(
     cos_lr: bool = False,
     warmup_epochs: float = 3.0,
     close_mosaic: int = 10,
+    augment: bool = True,
     bn_train: bool = False,
+    sync_bn: bool = False,
     max_bad_steps: int = 5,
     seed: int = 0,
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Fine-tune; writes best.pt, last.pt, results.csv, TensorBoard events and plots into ``out``.
 
+    Started by torchrun, each process trains its share of every global batch (``distributed.py``).
     Returns results.csv's rows, one per epoch (of earlier runs too when resuming)."""
+    ranks, device = distributed.start(device)  # this process's place among the ranks (one, without torchrun)
+    try:
+        return _finetune(**locals())  # every argument above, with this rank's device and place
+    finally:
+        distributed.stop()
+
+
+def _finetune(
+    data: str,
+    weights: str,
+    out: str | Path,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    freeze: str,
+    backbone_grad_scale: float,
+    clip_norm: float,
+    workers: int,
+    device: torch.device,
+    resume: bool,
+    lr0: float | None,
+    cos_lr: bool,
+    warmup_epochs: float,
+    close_mosaic: int,
+    augment: bool,
+    bn_train: bool,
+    sync_bn: bool,
+    max_bad_steps: int,
+    seed: int,
+    progress: bool,
+    ranks: distributed.Ranks,
+) -> list[dict[str, float]]:
     from tqdm import tqdm
 
     # --- setup -----------------------------------------------------------------------------------------------
-    out, device = Path(out), pick_device(device)
-    random.seed(seed)  # augmentation in the main process (workers=0); workers are seeded from torch's generator
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    out = Path(out)
+    say = print if ranks.main else lambda *_: None  # rank 0 speaks for all
+    torch.manual_seed(seed)  # the same start model on every rank (DDP also broadcasts rank 0's)
     if epochs < 1 or batch < 1 or clip_norm <= 0 or backbone_grad_scale < 0:
         raise DetectorError("--epochs and --batch must be at least 1, --clip-norm above 0, --backbone-grad-scale >= 0")
+    if batch % ranks.world:
+        raise DetectorError(f"--batch {batch} is the global batch: it must divide by the {ranks.world} processes")
     imgsz = max(check_imgsz(imgsz, 32))
     cfg = load_data_yaml(data)
     train_items, train_report = load_dataset(cfg, "train")
     val_items, val_report = load_dataset(cfg, "val")
-    print(f"data: {cfg.yaml}, {len(cfg.names)} classes\n  {train_report.line()}\n  {val_report.line()}")
+    say(f"data: {cfg.yaml}, {len(cfg.names)} classes\n  {train_report.line()}\n  {val_report.line()}")
     if batch > len(train_items):
         raise DetectorError(f"--batch {batch} is larger than the {len(train_items)} usable training images")
+    if ranks.world > 1:
+        say(f"{ranks.world} processes, {batch // ranks.world} images each per batch of {batch}")
 
+    resume = resume or (distributed.restarted() and (out / "last.pt").exists())  # torchrun restarted the job
     model, ckpt = load_model(weights, cfg.names, out / "last.pt" if resume else None)
     if getattr(model.model[-1], "one2one_cv2", None) is not None:
         raise DetectorError(
             "end-to-end (YOLO26) heads are not fine-tuned by this command yet; use a YOLOv8/YOLO11 model"
         )
+    bn_train = bn_train or sync_bn
     frozen = frozen_indices(model, freeze)
     apply_freeze(model, frozen)
     model.to(device)
-    print("\n".join(freeze_audit(model, frozen, backbone_grad_scale, bn_train)))
+    if ranks.main:
+        print("\n".join(freeze_audit(model, frozen, backbone_grad_scale, bn_train)))
+    ema = EMA(model)  # before --sync-bn: the averaged copy, the one saved, keeps ordinary BatchNorms
+    net = distributed.wrap(model, ranks, device, sync_bn)  # what the loop calls: DDP with several ranks
 
-    sampler = MosaicSampler(len(train_items), epochs, close_mosaic, seed)
+    random.seed(seed + ranks.rank)  # augmentation differs between ranks; loader workers are seeded from torch's
+    np.random.seed(seed + ranks.rank)
+    torch.manual_seed(seed + ranks.rank)
+    sampler = MosaicSampler(len(train_items), batch, epochs, close_mosaic, seed, ranks)
     train_batches = DevicePrefetcher(
-        make_loader(YoloDataset(train_items, imgsz, augment=True), batch, workers, device, sampler), device
+        make_loader(YoloDataset(train_items, imgsz, augment), batch, workers, device, sampler), device
     )
+    val_shard = distributed.rank_share(torch.arange(len(val_items)), ranks).tolist()  # no image twice
+    val_sampler = torch.utils.data.BatchSampler(val_shard, max(batch // ranks.world, 1), drop_last=False)
     val_batches = DevicePrefetcher(
-        make_loader(YoloDataset(val_items, imgsz, augment=False), batch, workers, device), device
+        make_loader(YoloDataset(val_items, imgsz, augment=False), batch, workers, device, val_sampler), device
     )
     steps_per_epoch = len(train_batches)
-    accumulate = max(round(NOMINAL_BATCH / batch), 1)
+    accumulate = max(round(NOMINAL_BATCH / batch), 1)  # counts the global batch
     lr0 = lr0 or round(0.002 * 5 / (4 + len(cfg.names)), 6)
     warmup_steps = round(min(warmup_epochs, max(epochs - 1, 0)) * steps_per_epoch)
     optimizer = torch.optim.AdamW(
@@ -185,7 +223,6 @@ def finetune(
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     loss_fn = DetectionLoss(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    ema = EMA(model)
     start_epoch, best_fitness = 0, -1.0
     if ckpt is not None:
         try:
@@ -199,9 +236,10 @@ def finetune(
         ema.updates, start_epoch, best_fitness = ckpt["updates"], ckpt["epoch"] + 1, ckpt["best_fitness"]
         if start_epoch >= epochs:
             raise DetectorError(f"--resume: {out / 'last.pt'} already ran {start_epoch} epochs; pass a larger --epochs")
-        print(f"resuming from {out / 'last.pt'} at epoch {start_epoch + 1}")
-    out.mkdir(parents=True, exist_ok=True)
-    record = RunRecord(out)
+        say(f"resuming from {out / 'last.pt'} at epoch {start_epoch + 1}")
+    else:
+        ema.model.load_state_dict(model.state_dict())  # rank 0's weights, as DDP broadcast them
+    record = RunRecord(out, start_epoch) if ranks.main else None  # rank 0 writes every file
     model.args = {**model.args, "data": str(cfg.yaml), "imgsz": imgsz, "epochs": epochs, "batch": batch}
     ema.model.args = model.args
 
@@ -214,14 +252,18 @@ def finetune(
             loss_sum, good, norms, images_seen = torch.zeros(3, device=device), 0, [], 0
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, file=sys.stderr)
-            for i, (images, targets, valid) in enumerate(bar):  # [B, 3, S, S], [B, T, 5], [B, T]
+            bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not (progress and ranks.main))
+            for i, (images, targets, valid) in enumerate(bar):  # [B/N, 3, S, S], [B/N, T, 5], [B/N, T]: this rank's
                 lr = lr_at(epoch * steps_per_epoch + i, epoch, lr0, epochs, warmup_steps, cos_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with torch.autocast(device.type, enabled=amp):
-                    loss, parts = loss_fn(model(images), targets, valid)
-                if not torch.isfinite(loss):  # skip the whole optimizer step this batch belongs to
+                stepping = (i + 1) % accumulate == 0 or i + 1 == steps_per_epoch  # one step per nominal batch
+                with distributed.accumulating(net, stepping):  # DDP all-reduces gradients only when stepping
+                    with torch.autocast(device.type, enabled=amp):
+                        loss, parts = loss_fn(net(images), targets, valid)  # this rank's share of the batch's loss
+                    scaler.scale(loss * ranks.world).backward()  # x world: DDP averages the ranks' gradients
+                parts = distributed.sum_over_ranks(parts)  # the global batch's loss parts, the same on every rank
+                if not torch.isfinite(parts).all():  # skip the whole optimizer step this batch belongs to
                     bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
                     optimizer.zero_grad(set_to_none=True)
                     if bad_in_a_row >= max_bad_steps:
@@ -232,8 +274,7 @@ def finetune(
                         )
                     continue
                 bad_in_a_row = 0
-                scaler.scale(loss).backward()
-                if (i + 1) % accumulate == 0 or i + 1 == steps_per_epoch:  # one optimizer step per nominal batch
+                if stepping:
                     scaler.unscale_(optimizer)  # true gradients, for the scaling and the norm below
                     scale_backbone_grads(model, backbone_grad_scale)
                     norm = torch.nn.utils.clip_grad_norm_(trainable, clip_norm)  # returns the norm before clipping
@@ -246,9 +287,11 @@ def finetune(
                         skipped += 1
                     scaler.update()
                     optimizer.zero_grad(set_to_none=True)
+                    if bn_train and not sync_bn:
+                        distributed.sync_buffers(model)  # each rank moved BatchNorm statistics on its own share
                     ema.update(model)
                 loss_sum, good = loss_sum + parts, good + 1
-                images_seen += len(images)
+                images_seen += len(images) * ranks.world  # about: shares differ by one image at most
                 elapsed = time.perf_counter() - start
                 box, cls, dfl = (loss_sum / max(good, 1)).tolist()
                 bar.set_postfix_str(
@@ -256,8 +299,11 @@ def finetune(
                     f"| data wait {train_batches.wait_s / elapsed:.0%}"
                 )
             train_s = time.perf_counter() - start
+            distributed.check_same_weights(model, ema.model)
 
-            result = validate(ema.model, val_batches)
+            result = validate(ema.model, val_batches)  # every rank its share, statistics gathered
+            if not ranks.main:
+                continue
             row = dict(zip(("box_loss", "cls_loss", "dfl_loss"), (loss_sum / max(good, 1)).tolist()))
             row |= {
                 "epoch": epoch + 1,
@@ -268,7 +314,7 @@ def finetune(
                 "lr": lr,
                 "grad_norm": sum(norms) / max(len(norms), 1),
                 "data_wait": train_batches.wait_s / train_s,
-                "img_per_s": images_seen / train_s,
+                "img_per_s": len(train_items) / train_s,
                 "skipped_steps": skipped,
             }
             record.log(row)
@@ -289,5 +335,6 @@ def finetune(
                 {"train_model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()},
             )
     finally:
-        record.close()
-    return record.rows()
+        if record is not None:
+            record.close()
+    return record.rows() if record is not None else []

@@ -6,7 +6,8 @@ pixels) with a validity mask ``[B, T]``, and returns ``(total, parts)``: the sca
 the three gained parts times the batch size, as Ultralytics' trainer does) and the detached ``[3]`` parts
 (box, cls, dfl) for logging. Each anchor's target comes from the gathered task-aligned assigner
 (``assign.py``); the three parts are normalised by the sum of the soft class targets, so they do not depend
-on how many anchors a target got.
+on how many anchors a target got. Trained by several ranks, that sum and the batch size are the global batch's
+(summed over the ranks), so the ranks' losses add up to the loss one process would compute on the whole batch.
 
 - class: binary cross-entropy of every anchor's class logits against the soft targets (0 on background);
 - box: ``1 - CIoU`` between each foreground anchor's decoded box and its target, weighted by the anchor's
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from detector.train.assign import TaskAlignedAssigner
 from detector.train.boxes import boxes_to_distances, ciou, distances_to_boxes, make_anchors
+from detector.train.distributed import sum_over_ranks
 
 
 def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -95,7 +97,11 @@ class DetectionLoss:
             targets,
             valid,
         )
-        score_sum = assigned.scores.sum().clamp(min=1)  # normaliser of all three parts
+        # normaliser of all three parts, and the batch size: the global batch's, summed over the ranks
+        # (distributed.py), so that each rank's loss is its share of the loss of the batch of all ranks
+        totals = torch.stack((assigned.scores.sum(), assigned.scores.new_tensor(batch)))  # [2]
+        score_sum, batch = sum_over_ranks(totals).unbind()
+        score_sum = score_sum.clamp(min=1)
 
         cls = F.binary_cross_entropy_with_logits(logits, assigned.scores.to(logits.dtype), reduction="sum")
         cls = cls / score_sum

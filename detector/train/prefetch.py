@@ -35,15 +35,16 @@ def make_loader(
     batch: int,
     workers: int,
     device: torch.device,
-    sampler: torch.utils.data.Sampler | None = None,
+    batches: torch.utils.data.Sampler | None = None,
     prefetch_factor: int = 4,
 ) -> torch.utils.data.DataLoader:
-    """A ``DataLoader`` with the settings above; ``workers=0`` loads in the training process (no prefetching)."""
+    """A ``DataLoader`` with the settings above: the dataset in order in batches of ``batch``, or the batches
+    of keys that ``batches`` yields (a batch sampler); ``workers=0`` loads in the training process."""
     workers = worker_count(workers)
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch,
-        sampler=sampler,
+        batch_size=batch if batches is None else 1,
+        batch_sampler=batches,
         num_workers=workers,
         persistent_workers=workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,

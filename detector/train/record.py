@@ -1,6 +1,6 @@
 """What a fine-tuning run writes about itself in ``--out``: results.csv, TensorBoard events, PNG plots.
 
-results.csv has one row per epoch (``COLUMNS``), a resumed run appending to it: the mean loss parts of the
+results.csv has one row per epoch (``COLUMNS``), a resumed run continuing it: the mean loss parts of the
 epoch's training batches (``box_loss``, ``cls_loss``, ``dfl_loss``, with their gains), the EMA model's
 ``precision``, ``recall`` (at the max-F1 confidence), ``mAP50`` and ``mAP50-95`` on val, ``lr`` at the epoch's
 last batch, ``grad_norm`` (the mean norm before clipping over the epoch's optimizer steps), ``data_wait`` (the
@@ -14,6 +14,7 @@ validation's precision against recall at IoU 0.5, every class's detections poole
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import torch
@@ -36,13 +37,22 @@ COLUMNS = [
 
 
 class RunRecord:
-    """``RunRecord(out).log(row)`` once per epoch; ``plot_pr(tp, conf, targets)`` after validation."""
+    """``RunRecord(out, start_epoch).log(row)`` once per epoch; ``plot_pr(tp, conf, targets)`` after validation.
 
-    def __init__(self, out: Path) -> None:
+    results.csv keeps the rows of the first ``start_epoch`` epochs (those a resumed run continues from; none
+    for a new run): an epoch logged by a run that stopped before its checkpoint was saved is run again, and
+    logged once."""
+
+    def __init__(self, out: Path, start_epoch: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.out = out
         self.csv = out / "results.csv"
+        if self.csv.exists():  # rewritten beside and renamed over: a crash here loses no row
+            kept = [row for row in self.rows() if row["epoch"] <= start_epoch]
+            tmp = self.csv.with_suffix(".csv.tmp")
+            self._write(tmp, kept, "w")
+            os.replace(tmp, self.csv)
         self.tensorboard = SummaryWriter(str(out))
 
     def rows(self) -> list[dict[str, float]]:
@@ -51,13 +61,17 @@ class RunRecord:
         with self.csv.open() as f:
             return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
-    def log(self, row: dict[str, float]) -> None:
-        new = not self.csv.exists()
-        with self.csv.open("a", newline="") as f:
+    @staticmethod
+    def _write(path: Path, rows: list[dict[str, float]], mode: str) -> None:
+        header = mode == "w" or not path.exists()
+        with path.open(mode, newline="") as f:
             writer = csv.DictWriter(f, COLUMNS)
-            if new:
+            if header:
                 writer.writeheader()
-            writer.writerow({k: f"{row[k]:.6g}" for k in COLUMNS})
+            writer.writerows({k: f"{row[k]:.6g}" for k in COLUMNS} for row in rows)
+
+    def log(self, row: dict[str, float]) -> None:
+        self._write(self.csv, [row], "a")
         for k in COLUMNS[1:]:
             self.tensorboard.add_scalar(k, row[k], int(row["epoch"]))
         self.tensorboard.flush()

@@ -1,5 +1,8 @@
 """Validation during fine-tuning: the model's detections on the val split scored as Ultralytics' val scores.
 
+With several ranks each validates its own share of the split (no image twice) and the per-detection statistics
+are gathered, so every rank scores the whole split.
+
 The val images are letterboxed to the square training size without augmentation, and detections are kept
 at Ultralytics' val settings (confidence 0.001, NMS IoU 0.7, at most 300 per image) by the inference path's
 own ``postprocess.nms_head``. Detections and labels are compared in letterboxed input pixels: the letterbox
@@ -15,6 +18,7 @@ import torch
 
 from detector.metrics import ClassAP, ap_per_class, match_predictions
 from detector.postprocess import nms_head
+from detector.train.distributed import gather
 from detector.train.prefetch import DevicePrefetcher
 
 VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
@@ -37,7 +41,8 @@ class Validation:
 def validate(model: torch.nn.Module, batches: DevicePrefetcher) -> Validation:
     """Run ``model`` (switched to eval mode) over the val batches and score its detections."""
     model.eval()
-    tps, confs, pred_classes, target_classes = [], [], [], []
+    tps, confs = [torch.zeros(0, 10, dtype=torch.bool)], [torch.zeros(0)]  # a rank may have no image to score
+    pred_classes, target_classes = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)]
     for images, targets, valid in batches:
         raw = model(images)[0]  # [B, 4 + nc, A]
         for rows, t, v in zip(nms_head(raw.float(), VAL_CONF, VAL_IOU, max_det=VAL_MAX_DET), targets, valid):
@@ -46,7 +51,7 @@ def validate(model: torch.nn.Module, batches: DevicePrefetcher) -> Validation:
             confs.append(rows[:, 4].cpu())
             pred_classes.append(rows[:, 5].long().cpu())
             target_classes.append(gt[:, 0].long().cpu())
-    tp, conf, pred_cls, target_cls = (torch.cat(x) for x in (tps, confs, pred_classes, target_classes))
+    tp, conf, pred_cls, target_cls = (gather(torch.cat(x)) for x in (tps, confs, pred_classes, target_classes))
     scores = ap_per_class(tp, conf, pred_cls, target_cls)
     return Validation(
         _mean(scores.precision),
