@@ -7,11 +7,11 @@ the outputs. Each technique lives in its own module under ``detector/train/``:
     data.py        data.yaml, label checks, augmentation, collate -> padded targets [B, T, 5] + valid [B, T]
     prefetch.py    DataLoader settings and the device prefetcher (data_wait)
     assign.py      task-aligned assignment with torch.gather (gathered target indexing)
-    loss.py        CIoU box + DFL + BCE class loss
+    loss.py        CIoU box + DFL + BCE class loss; YOLO26: one-to-many + one-to-one heads
     freeze.py      backbone freezing, BatchNorm modes, backbone gradient scaling, the freeze audit
     new_classes.py a head for the dataset's classes, matching rows kept
     ema.py         EMA weights
-    validate.py    mAP50, mAP50-95 with detector/metrics.py
+    validate.py    mAP50, mAP50-95 with detector/metrics.py (YOLO26: through the one-to-one head)
     record.py      results.csv, TensorBoard, plots
     checkpoint.py  best.pt / last.pt in Ultralytics' layout, written atomically
 
@@ -47,7 +47,7 @@ from detector.train.freeze import (
     scale_backbone_grads,
     set_train_mode,
 )
-from detector.train.loss import DetectionLoss
+from detector.train.loss import make_loss
 from detector.train.new_classes import adapt_head
 from detector.train.prefetch import DevicePrefetcher, make_loader
 from detector.train.record import RunRecord
@@ -184,10 +184,6 @@ def _finetune(
 
     resume = resume or (distributed.restarted() and (out / "last.pt").exists())  # torchrun restarted the job
     model, ckpt = load_model(weights, cfg.names, out / "last.pt" if resume else None)
-    if getattr(model.model[-1], "one2one_cv2", None) is not None:
-        raise DetectorError(
-            "end-to-end (YOLO26) heads are not fine-tuned by this command yet; use a YOLOv8/YOLO11 model"
-        )
     bn_train = bn_train or sync_bn
     frozen = frozen_indices(model, freeze)
     apply_freeze(model, frozen)
@@ -221,7 +217,7 @@ def _finetune(
     )
     amp = device.type == "cuda"  # float16 autocast; the GradScaler keeps small gradients from underflowing
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    loss_fn = DetectionLoss(model)
+    loss_fn = make_loss(model, epochs)
     trainable = [p for p in model.parameters() if p.requires_grad]
     start_epoch, best_fitness = 0, -1.0
     if ckpt is not None:
@@ -249,6 +245,7 @@ def _finetune(
         for epoch in range(start_epoch, epochs):
             set_train_mode(model, frozen, bn_train)  # every epoch: validation left the model in eval mode
             sampler.set_epoch(epoch)
+            loss_fn.set_epoch(epoch)  # YOLO26: the one-to-many / one-to-one weights move
             loss_sum, good, norms, images_seen = torch.zeros(3, device=device), 0, [], 0
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)

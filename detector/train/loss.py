@@ -18,7 +18,8 @@ on how many anchors a target got. Trained by several ranks, that sum and the bat
 
 YOLO26 end-to-end heads are covered by ``EndToEndLoss``: the one-to-many head as above (top-10), the
 one-to-one head with top-7 then only each target's best anchor (``topk2=1``), weighted 0.8 / 0.2 at the start
-and moving to 0.1 / 0.9 over the epochs, as Ultralytics' ``E2ELoss``.
+and moving to 0.1 / 0.9 over the epochs, as Ultralytics' ``E2ELoss``. ``make_loss(model, epochs)`` picks the
+loss for the model's head; both take ``set_epoch(epoch)`` before each epoch.
 
 Equal within 1e-4 (relative) to ``ultralytics.utils.loss.v8DetectionLoss`` / ``E2ELoss`` on the same batch,
 gradients included (tests/test_loss.py). Not covered: per-class weights (``model.class_weights``).
@@ -71,6 +72,9 @@ class DetectionLoss:
             # sides below the middle stride are widened when finding a target's anchors (Ultralytics' stride_val)
             min_side=self.strides[1] if len(self.strides) > 1 else self.strides[0],
         )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Nothing moves over the epochs of a single head's loss (the loop calls it for every head type)."""
 
     def decode(self, pred_dist: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """Per-anchor side distances ``[B, A, 4 * R]`` -> boxes ``[B, A, 4]``, in stride units."""
@@ -138,7 +142,8 @@ class DetectionLoss:
 class EndToEndLoss:
     """YOLO26 end-to-end heads: one-to-many and one-to-one losses, the weight moving to one-to-one over epochs.
 
-    Set ``epoch`` (completed epochs) before each epoch. ``parts`` are the one-to-one head's, as Ultralytics logs.
+    ``set_epoch(epoch)`` (completed epochs) before each epoch. ``parts`` are the one-to-one head's, as Ultralytics
+    logs.
     """
 
     START, END = 0.8, 0.1  # one-to-many weight at the first and the last epoch
@@ -148,6 +153,9 @@ class EndToEndLoss:
         self.one_to_one = DetectionLoss(model, box, cls, dfl, topk=7, topk2=1)
         self.epochs = epochs
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # Ultralytics' E2ELoss.update() at each epoch's end: the same weight at each epoch
 
     @property
     def one_to_many_weight(self) -> float:
@@ -161,3 +169,10 @@ class EndToEndLoss:
         one, parts = self.one_to_one(preds["one2one"], targets, valid)
         w = self.one_to_many_weight
         return many * w + one * (1 - w), parts
+
+
+def make_loss(model: torch.nn.Module, epochs: int) -> DetectionLoss | EndToEndLoss:
+    """The loss of ``model``'s head: ``EndToEndLoss`` for YOLO26's end-to-end heads, else ``DetectionLoss``."""
+    if getattr(model.model[-1], "one2one_cv2", None) is not None:
+        return EndToEndLoss(model, epochs)
+    return DetectionLoss(model)
