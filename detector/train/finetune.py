@@ -259,8 +259,9 @@ def _finetune(
                     with torch.autocast(device.type, enabled=amp):
                         loss, parts = loss_fn(net(images), targets, valid)  # this rank's share of the batch's loss
                     scaler.scale(loss * ranks.world).backward()  # x world: DDP averages the ranks' gradients
-                parts = distributed.sum_over_ranks(parts)  # the global batch's loss parts, the same on every rank
-                if not torch.isfinite(parts).all():  # skip the whole optimizer step this batch belongs to
+                reported = distributed.sum_over_ranks(torch.cat((parts, loss.detach()[None])))  # [4] over the ranks
+                parts = reported[:3]  # the global batch's loss parts (box, cls, dfl), the same on every rank
+                if not torch.isfinite(reported).all():  # every rank skips the optimizer step this batch belongs to
                     bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
                     optimizer.zero_grad(set_to_none=True)
                     if bad_in_a_row >= max_bad_steps:
