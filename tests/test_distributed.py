@@ -24,9 +24,12 @@ import yaml
 from conftest import SHARED, needs_shared, ultralytics_asset
 from test_cli import cli_env
 from test_finetune import PRETRAINED, load_pt
+from ultralytics.nn.tasks import DetectionModel
 
 from detector.errors import DetectorError
 from detector.train import distributed
+from detector.train.checkpoint import save_checkpoint
+from detector.train.data import load_data_yaml
 from detector.train.finetune import finetune, param_groups
 from detector.train.freeze import apply_freeze, frozen_indices
 
@@ -84,15 +87,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_one_step_of_two_ranks_equals_one_step_of_one_process(tmp_path):
+def yolo26_start(tmp_path: Path) -> Path:
+    """A random-init YOLO26n with coco128's classes (no pretrained YOLO26 is on disk here)."""
+    torch.manual_seed(0)
+    model = DetectionModel("yolo26n.yaml", verbose=False)
+    model.names, model.args = load_data_yaml(COCO128 / "data.yaml").names, {}
+    return save_checkpoint(model, tmp_path / "yolo26n-start.pt")
+
+
+@pytest.mark.parametrize("model", ["yolo11n", "yolo26n"])
+def test_one_step_of_two_ranks_equals_one_step_of_one_process(tmp_path, model):
     """2 ranks x 8 images == 1 process x 16 images after one optimizer step (real model, BatchNorm statistics
     frozen, no augmentation). The two ranks are started as two torchrun *nodes* meeting at a c10d endpoint, as
-    on two machines."""
+    on two machines. YOLO26: both end-to-end heads' losses, each normalised over the ranks."""
+    weights = PRETRAINED if model == "yolo11n" else yolo26_start(tmp_path)
     data = subset(tmp_path, 16, 4)
     options = ("--epochs", "1", "--batch", "16", "--imgsz", "160", "--no-augment", "--lr0", "0.002")
-    options += ("--warmup-epochs", "0")
+    options += ("--warmup-epochs", "0", "--weights", str(weights))
     single = tmp_path / "single"
-    finetune(str(data), str(PRETRAINED), single, epochs=1, batch=16, imgsz=160, augment=False, lr0=0.002,
+    finetune(str(data), str(weights), single, epochs=1, batch=16, imgsz=160, augment=False, lr0=0.002,
              warmup_epochs=0, workers=0, progress=False)  # fmt: skip
     port = free_port()
     nodes = [
@@ -123,12 +136,19 @@ def test_one_step_of_two_ranks_equals_one_step_of_one_process(tmp_path):
         _, err = node.communicate(timeout=600)
         assert node.returncode == 0, err[-3000:]
 
-    start = load_pt(PRETRAINED)["model"].float().state_dict()
+    start = load_pt(weights)["model"].float().state_dict()
     ckpts = [load_pt(out / "last.pt") for out in (single, tmp_path / "two")]
     one, two = (ckpt["train_model"] for ckpt in ckpts)
     grad_one, grad_two = (step_gradients(ckpt) for ckpt in ckpts)
     moved = max(float((one[k] - start[k].float()).abs().max()) for k in grad_one)
     assert moved > 1e-4, "the step changed nothing: the comparison would prove nothing"
+    (a,), (b,) = results(single), results(tmp_path / "two")
+    for part in ("box_loss", "cls_loss", "dfl_loss"):
+        assert a[part] == pytest.approx(b[part], rel=1e-4), f"{part}: the logged parts must be the global batch's"
+    if model == "yolo26n":  # random init: its gradients are mostly tiny and noisy sums; compare those only
+        for name, g in grad_one.items():  # one process with 1 and with 2 threads differs by 5.9e-5 (measured)
+            assert torch.allclose(g, grad_two[name], rtol=1e-3, atol=1e-4), f"{name}: 2 ranks x 8 != 1 x 16"
+        return
     sensitive = 0
     for name in one:
         assert torch.allclose(one[name], two[name], rtol=0, atol=1e-5) or name in grad_one, name
@@ -139,9 +159,6 @@ def test_one_step_of_two_ranks_equals_one_step_of_one_process(tmp_path):
         diff = (one[name] - two[name]).abs()[clear]
         assert len(diff) == 0 or float(diff.max()) <= 1e-5, f"{name}: parameters of 2 ranks x 8 != 1 x 16"
     assert sensitive < 0.01 * sum(g.numel() for g in grad_one.values()), f"{sensitive} gradients of about 1e-8"
-    (a,), (b,) = results(single), results(tmp_path / "two")
-    for part in ("box_loss", "cls_loss", "dfl_loss"):
-        assert a[part] == pytest.approx(b[part], rel=1e-4), f"{part}: the logged parts must be the global batch's"
 
 
 def test_ranks_stay_bit_identical_with_augmentation(tmp_path):

@@ -28,13 +28,17 @@ import contextlib
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from detector.errors import DetectorError
+
+T = TypeVar("T")
 
 # How long a rank waits at a collective for the others before it gives up. A dead rank is usually noticed
 # at once (its sockets close, or torchrun's agent stops the group); this bounds the rest, e.g. a lost machine.
@@ -142,6 +146,15 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     parts: list[torch.Tensor | None] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, x.cpu())
     return torch.cat(parts).to(x.device)
+
+
+def from_rank_0(read: Callable[[], T]) -> T:
+    """``read()`` on rank 0, its result sent to every rank (pickled): one answer, one file read, on rank 0's disk."""
+    if not dist.is_initialized():
+        return read()
+    box = [read() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
 
 
 def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device, sync_bn: bool) -> torch.nn.Module:

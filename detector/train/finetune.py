@@ -63,9 +63,13 @@ def load_model(weights: str, names: dict[int, str], resume: Path | None) -> tupl
 
     if resume is None:
         return adapt_head(load_torch_model(resolve_weights(weights)), names), None
-    if not resume.exists():
-        raise DetectorError(f"--resume: no {resume} to continue from; run without --resume first")
-    ckpt = torch.load(resume, map_location="cpu", weights_only=False)  # a pickle: our own run's last.pt
+
+    def read() -> dict:
+        if not resume.exists():
+            raise DetectorError(f"--resume: no {resume} to continue from; run without --resume first")
+        return torch.load(resume, map_location="cpu", weights_only=False)  # a pickle: our own run's last.pt
+
+    ckpt = distributed.from_rank_0(read)  # the other ranks get rank 0's copy: no shared disk needed
     if not isinstance(ckpt, dict) or "train_model" not in ckpt:
         raise DetectorError(f"--resume: {resume} is not a `detector finetune` last.pt (no training state)")
     model = copy.deepcopy(ckpt["model"]).float()
@@ -182,7 +186,7 @@ def _finetune(
     if ranks.world > 1:
         say(f"{ranks.world} processes, {batch // ranks.world} images each per batch of {batch}")
 
-    resume = resume or (distributed.restarted() and (out / "last.pt").exists())  # torchrun restarted the job
+    resume = resume or distributed.from_rank_0(lambda: distributed.restarted() and (out / "last.pt").exists())
     model, ckpt = load_model(weights, cfg.names, out / "last.pt" if resume else None)
     bn_train = bn_train or sync_bn
     frozen = frozen_indices(model, freeze)
