@@ -85,8 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     ddp = p.add_argument_group(
         "several processes (PyTorch DDP: gloo on CPU, NCCL on CUDA)",
-        "Across machines, start each with torchrun: torchrun --nnodes 2 --nproc-per-node N --rdzv-backend c10d "
-        "--rdzv-endpoint HOST:PORT -m detector.finetune ... (see docs/distributed.md).",
+        "Across machines, run `torchrun ... -m detector.finetune` on each (docs/distributed.md).",
     )
     ddp.add_argument(
         "--nproc-per-node",
