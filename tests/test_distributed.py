@@ -162,10 +162,11 @@ def test_one_step_of_two_ranks_equals_one_step_of_one_process(tmp_path, model):
 
 
 def test_ranks_stay_bit_identical_with_augmentation(tmp_path):
-    """3 epochs of one optimizer step each (24 images, batch 8, gradients accumulated to 64), augmentation on and
+    """3 epochs of one optimizer step each (25 images, batch 8, gradients accumulated to 64), augmentation on and
     different on each rank: after every epoch the run compares a digest of every rank's weights and EMA and
-    stops if they differ (``check_same_weights``, which the next test shows catches one changed bit)."""
-    data = subset(tmp_path, 24, 4)
+    stops if they differ (``check_same_weights``, which the next test shows catches one changed bit). Uneven on
+    purpose: the 25th image joins the third batch (5 + 4 images a rank), and the 5 val images split 3 + 2."""
+    data = subset(tmp_path, 25, 5)
     out = tmp_path / "run"
     result = run(
         torchrun("--standalone", "--nproc-per-node", "2")

@@ -91,6 +91,10 @@ def start(device_name: str) -> tuple[Ranks, torch.device]:
         raise DetectorError(f"--device {device_name}: with several processes use --device cuda (one GPU per rank)")
     device = pick_device(device_name, ranks.local_rank)
     if ranks.world > 1 and not dist.is_initialized():
+        # Ultralytics' first import runs a barrier when a process group exists (its settings file, rank 0 first):
+        # imported here, before the group, so that a rank importing it alone (unpickling last.pt) cannot hang
+        import ultralytics  # noqa: F401
+
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(

@@ -192,8 +192,7 @@ def _finetune(
     frozen = frozen_indices(model, freeze)
     apply_freeze(model, frozen)
     model.to(device)
-    if ranks.main:
-        print("\n".join(freeze_audit(model, frozen, backbone_grad_scale, bn_train)))
+    say("\n".join(freeze_audit(model, frozen, backbone_grad_scale, bn_train)))
     ema = EMA(model)  # before --sync-bn: the averaged copy, the one saved, keeps ordinary BatchNorms
     net = distributed.wrap(model, ranks, device, sync_bn)  # what the loop calls: DDP with several ranks
 
@@ -234,7 +233,7 @@ def _finetune(
         scaler.load_state_dict(ckpt["scaler"])
         ema.model.load_state_dict(ckpt["model"].state_dict())
         ema.updates, start_epoch, best_fitness = ckpt["updates"], ckpt["epoch"] + 1, ckpt["best_fitness"]
-        if start_epoch >= epochs:
+        if start_epoch >= epochs and not distributed.restarted():  # a restart after the last save: all done
             raise DetectorError(f"--resume: {out / 'last.pt'} already ran {start_epoch} epochs; pass a larger --epochs")
         say(f"resuming from {out / 'last.pt'} at epoch {start_epoch + 1}")
     else:
