@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 from conftest import SHARED, needs_shared, ultralytics_asset
-from test_cli import cli_env
+from test_cli import assert_bad_input, cli_env
 from test_finetune import PRETRAINED, load_pt
 from ultralytics.nn.tasks import DetectionModel
 
@@ -259,16 +259,23 @@ def test_a_lost_worker_stops_the_job_and_a_restart_resumes(tmp_path):
     assert load_pt(out / "last.pt")["epoch"] == 2
 
 
-def test_bad_distributed_input_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (("--nproc-per-node", "3", "--batch", "8"), ["--batch 8", "divide", "3"]),
+        (("--nproc-per-node", "2", "--sync-bn"), ["--sync-bn needs CUDA"]),
+        (("--nproc-per-node", "2", "--device", "cuda:1"), ["--device cuda:1", "--device cuda"]),
+        (("--nproc-per-node", "0"), ["--nproc-per-node must be at least 1"]),
+    ],
+)
+def test_bad_distributed_input_is_one_line(tmp_path, options, words):
     data = subset(tmp_path, 8, 4)
     result = subprocess.run(
-        [sys.executable, "-m", "detector", "finetune", "--nproc-per-node", "3", "--batch", "8",
-         *finetune_args(data, tmp_path / "x")],
+        [sys.executable, "-m", "detector", "finetune", *options, *finetune_args(data, tmp_path / "x")],
         capture_output=True, text=True, env=cli_env(), timeout=120,
     )  # fmt: skip
-    from test_cli import assert_bad_input
-
-    assert_bad_input(result, "--batch 8", "divide", "3")
+    assert_bad_input(result, *words)
+    assert not (tmp_path / "x").exists(), "nothing is started for bad input"
 
 
 def test_coco128_two_processes_score_as_one(tmp_path):

@@ -122,7 +122,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             raise DetectorError(
                 f"--batch {args.batch} is the global batch: it must divide by --nproc-per-node {args.nproc_per_node}"
             )
-        load_data_yaml(args.data)  # a bad data.yaml is one line here, not one per process
+        # bad input is one line here, not one per process
+        distributed.rank_device(args.device, distributed.Ranks(world=args.nproc_per_node), args.sync_bn)
+        load_data_yaml(args.data)
         return distributed.launch(args.argv[1:], args.nproc_per_node, args.max_restarts)
     rows = finetune(
         args.data,

@@ -72,24 +72,29 @@ def restarted() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``--device`` -> the device of this rank: ``cuda`` means the local rank's GPU."""
+def rank_device(name: str, ranks: Ranks, sync_bn: bool = False) -> torch.device:
+    """``--device`` -> this rank's device (``cuda``: the local rank's GPU); one line for what cannot work."""
+    if ranks.world > 1 and name.startswith("cuda:"):
+        raise DetectorError(f"--device {name}: with several processes use --device cuda (one GPU per rank)")
     try:
-        device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+        device = torch.device(f"cuda:{ranks.local_rank}" if name == "cuda" else name)
     except RuntimeError:
         raise DetectorError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DetectorError(f"--device {name}: CUDA is not available here; use --device cpu")
+    if sync_bn and ranks.world > 1 and device.type != "cuda":
+        raise DetectorError(
+            "--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); on CPU keep BatchNorm "
+            "in eval mode (the default) or use --bn-train (statistics per rank)"
+        )
     return device
 
 
-def start(device_name: str) -> tuple[Ranks, torch.device]:
+def start(device_name: str, sync_bn: bool = False) -> tuple[Ranks, torch.device]:
     """Join the process group torchrun set up (if any) -> this rank and its device."""
     env = os.environ
     ranks = Ranks(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
-    if ranks.world > 1 and device_name.startswith("cuda:"):
-        raise DetectorError(f"--device {device_name}: with several processes use --device cuda (one GPU per rank)")
-    device = pick_device(device_name, ranks.local_rank)
+    device = rank_device(device_name, ranks, sync_bn)
     if ranks.world > 1 and not dist.is_initialized():
         # Ultralytics' first import runs a barrier when a process group exists (its settings file, rank 0 first):
         # imported here, before the group, so that a rank importing it alone (unpickling last.pt) cannot hang
@@ -168,12 +173,7 @@ def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device, sync_bn: bo
     ``sync_bn``: trainable BatchNorms normalise with statistics over the global batch (CUDA only)."""
     if ranks.world == 1:
         return model
-    if sync_bn:
-        if device.type != "cuda":
-            raise DetectorError(
-                "--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); on CPU keep BatchNorm "
-                "in eval mode (the default) or use --bn-train (statistics per rank)"
-            )
+    if sync_bn:  # CUDA only: checked by rank_device
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place below the root module
     return torch.nn.parallel.DistributedDataParallel(
         model,

@@ -134,7 +134,7 @@ def finetune(
 
     Started by torchrun, each process trains its share of every global batch (``distributed.py``).
     Returns results.csv's rows, one per epoch (of earlier runs too when resuming)."""
-    ranks, device = distributed.start(device)  # this process's place among the ranks (one, without torchrun)
+    ranks, device = distributed.start(device, sync_bn)  # this process: rank 0 of 1 without torchrun
     try:
         return _finetune(**locals())  # every argument above, with this rank's device and place
     finally:
