@@ -8,17 +8,18 @@ and YOLO ids are the model's ids.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from detector.errors import DetectorError
 from detector.pipeline import resolve_classes
 from detector.sources import VideoFile
+from detector.track.mot import read_mot
 
 # MOT16/17 ground-truth class ids (Milan et al., "MOT16: A Benchmark for Multi-Object Tracking", 2016)
 MOT_CLASSES = {
@@ -97,31 +98,12 @@ def load_mot(path: Path, frames: int, size: tuple[int, int]) -> GroundTruth:
             f"ground truth '{path}' is for {length.group(1)} frames ({seqinfo.name}) but the video has {frames}: "
             "give the gt.txt of this video"
         )
-    rows = []
-    for number, line in enumerate(read_text(path, "ground truth").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            values = [float(v) for v in line.split(",")]
-        except ValueError:
-            values = []
-        box = values[2:6]
-        if len(values) < 6 or not values[0].is_integer() or not all(map(math.isfinite, box)) or min(box[2:]) <= 0:
-            raise DetectorError(
-                f"{path} line {number}: not a MOT row 'frame,id,x,y,w,h,...' with a whole frame number and a "
-                f"positive width and height: {line.strip()[:60]!r}"
-            )
-        frame = int(values[0])
-        if not 1 <= frame <= frames:
-            raise DetectorError(
-                f"{path} line {number}: frame {frame} is out of range: the video has {frames} frames, "
-                f"numbered 1..{frames} in MOT files"
-            )
-        mot17 = len(values) == 9
-        if mot17 and values[6] == 0:
-            continue
-        x, y, w, h = box
-        rows.append((frame - 1, x, y, x + w, y + h, int(values[7]) if mot17 else 1))
+    table = read_mot(path, frames)  # [K, 10], NaN where a row ends
+    mot17 = np.isnan(table[:, 9]) & ~np.isnan(table[:, 8])  # 9 columns: MOT16/17's flag and class
+    keep = ~(mot17 & (table[:, 6] == 0))  # flag 0: a row to leave out
+    frame, (x, y, w, h) = table[keep, 0] - 1, table[keep, 2:6].T
+    cls = np.where(mot17[keep], table[keep, 7], 1)
+    rows = np.stack((frame, x, y, x + w, y + h, cls), 1).tolist()  # [M, 6]
     gt = _ground_truth(rows, MOT_CLASSES, frames, f"{path.name} (MOT)")
     gt.xyxy.clamp_(min=torch.zeros(4), max=torch.tensor(size).repeat(2).float())  # [4] w h w h
     return gt

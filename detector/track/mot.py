@@ -56,10 +56,11 @@ class MotWriter:
         self.close()
 
 
-def read_mot(path: str | Path) -> np.ndarray:
+def read_mot(path: str | Path, frames: int | None = None) -> np.ndarray:
     """A MOT file (results or ground truth) as ``[K, 10]`` float64 rows ``frame,id,x,y,w,h,c7,c8,c9,c10``;
     the columns a row lacks (ground truth has 6 to 9) are NaN, so that a MOT16/17 9-column row is told from
-    a 10-column one. Checked line by line: a malformed row raises `DetectorError` naming the file and line."""
+    a 10-column one. Checked line by line: a malformed row, or a frame past ``frames`` (a video's length),
+    raises `DetectorError` naming the file and line."""
     from detector.evaluate.ground_truth import read_text  # evaluate sits above track: imported when used
 
     path = Path(path)
@@ -73,6 +74,11 @@ def read_mot(path: str | Path) -> np.ndarray:
             values = [float(v) for v in line.split(",")]
         except ValueError:
             values = []
+        if frames is not None and values and values[0].is_integer() and not 1 <= values[0] <= frames:
+            raise DetectorError(
+                f"{path} line {number}: frame {int(values[0])} is out of range: the video has {frames} frames, "
+                f"numbered 1..{frames} in MOT files"
+            )
         if (
             not 6 <= len(values) <= COLUMNS
             or not all(map(math.isfinite, values[:6]))
