@@ -36,6 +36,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from detector.environment import CORES
 from detector.errors import DetectorError
 
 T = TypeVar("T")
@@ -217,8 +218,7 @@ def launch(argv: list[str], nproc: int, max_restarts: int) -> int:
     from torch.distributed.run import get_args_parser, run
 
     # torchrun would set 1 thread per rank with a warning; share this machine's cores between the ranks instead
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(cores // nproc, 1)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(CORES // nproc, 1)))
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}", "-m", "detector.finetune"]
         + argv

@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import torch
 
+from detector.environment import CORES
 from detector.train.data import collate
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images [B, 3, S, S] float, targets [B, T, 5], valid [B, T]
@@ -26,8 +26,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images [B, 3, S, S] f
 
 def worker_count(requested: int) -> int:
     """Loader workers: as asked, but no more than the CPUs this process may use."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(requested, available))
+    return max(0, min(requested, CORES))
 
 
 def make_loader(
